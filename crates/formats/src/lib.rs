@@ -1,0 +1,5 @@
+//! Container formats for ferrocast. Every function here is sans-IO: bytes in, values or bytes out, so the
+//! parsers can be unit-tested and fuzzed without sockets.
+
+pub mod amf0;
+pub mod flv;

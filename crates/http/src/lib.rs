@@ -1,0 +1,78 @@
+//! The HTTP side of ferrocast: HTTP-FLV playback, `/healthz`, `/metrics`. Later issues add HLS, DASH,
+//! WHIP/WHEP, the management API and the console to the same router.
+
+mod flv;
+mod listener;
+
+pub use listener::{ClientAddr, StallTimeoutListener};
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use ferrocast_hub::Hub;
+
+/// Options of the HTTP playback endpoints.
+#[derive(Debug, Clone)]
+pub struct HttpOptions {
+    /// Domain used when the request names none (no `txHost`, and a Host that is an IP address or absent).
+    pub default_domain: String,
+    /// Value of `Access-Control-Allow-Origin` on playback responses (browser players such as mpegts.js).
+    pub cors_allow_origin: String,
+    /// Wait this long between writes to gather more frames per write (like SRS `mw_latency`); zero = every frame
+    /// as soon as it arrives.
+    pub merge_window: Duration,
+    /// Most ring entries taken per write.
+    pub max_batch: usize,
+}
+
+/// Shared state of the HTTP router.
+#[derive(Clone)]
+pub struct HttpState {
+    /// The stream registry.
+    pub hub: Hub,
+    /// Endpoint options.
+    pub options: Arc<HttpOptions>,
+    /// Set once every listener of the process is up; `/healthz` answers 200 from then on.
+    pub ready: Arc<AtomicBool>,
+}
+
+/// The router with every HTTP endpoint of this issue's scope.
+pub fn router(state: HttpState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/{app}/{file}", get(flv::play))
+        .with_state(state)
+}
+
+async fn healthz(State(state): State<HttpState>) -> impl IntoResponse {
+    if state.ready.load(Ordering::Acquire) {
+        (StatusCode::OK, "ok\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "starting\n")
+    }
+}
+
+async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
+    let mut out = String::with_capacity(4096);
+    state.hub.metrics().render(&mut out);
+    if let Some(rss) = resident_memory_bytes() {
+        out.push_str("# HELP process_resident_memory_bytes Resident memory size in bytes.\n");
+        out.push_str("# TYPE process_resident_memory_bytes gauge\n");
+        out.push_str(&format!("process_resident_memory_bytes {rss}\n"));
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+}
+
+/// The process's resident set size, from `/proc/self/statm` (Linux only).
+fn resident_memory_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}

@@ -1,0 +1,88 @@
+use std::fmt::Write;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+use crate::Protocol;
+
+/// Counters of one protocol.
+#[derive(Debug, Default)]
+pub struct ProtocolCounters {
+    /// Viewers connected now.
+    pub viewers: AtomicI64,
+    /// Publishers connected now.
+    pub publishers: AtomicI64,
+    /// Bytes received from clients of this protocol.
+    pub bytes_in: AtomicU64,
+    /// Bytes sent to clients of this protocol.
+    pub bytes_out: AtomicU64,
+    /// Connections refused (bad request, auth, duplicate publisher, ...).
+    pub rejected: AtomicU64,
+}
+
+/// Process-wide counters, rendered at `/metrics` in the Prometheus text format.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    per_protocol: [ProtocolCounters; Protocol::ALL.len()],
+    /// Live streams now (with a publisher or inside their grace period).
+    pub streams: AtomicI64,
+    /// Frames viewers skipped because they fell behind the ring.
+    pub frames_dropped_slow_viewer: AtomicU64,
+    /// Viewers disconnected because their socket made no progress for the stall timeout.
+    pub viewers_disconnected_stalled: AtomicU64,
+    /// Frames received from publishers.
+    pub frames_in: AtomicU64,
+    /// Frames refused at ingest (unknown codec, missing configuration, malformed tag).
+    pub frames_rejected: AtomicU64,
+}
+
+impl Metrics {
+    /// The counters of one protocol.
+    pub fn protocol(&self, protocol: Protocol) -> &ProtocolCounters {
+        &self.per_protocol[protocol.index()]
+    }
+
+    /// Renders every counter in the Prometheus text exposition format.
+    pub fn render(&self, out: &mut String) {
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let gauge = |a: &AtomicI64| a.load(Ordering::Relaxed).max(0);
+        let families: [(&str, &str, &str, &dyn Fn(&ProtocolCounters) -> String); 5] = [
+            ("ferrocast_viewers", "gauge", "Viewers connected now.", &|c| gauge(&c.viewers).to_string()),
+            ("ferrocast_publishers", "gauge", "Publishers connected now.", &|c| gauge(&c.publishers).to_string()),
+            ("ferrocast_bytes_in_total", "counter", "Bytes received from clients.", &|c| load(&c.bytes_in).to_string()),
+            ("ferrocast_bytes_out_total", "counter", "Bytes sent to clients.", &|c| load(&c.bytes_out).to_string()),
+            ("ferrocast_connections_rejected_total", "counter", "Connections refused.", &|c| {
+                load(&c.rejected).to_string()
+            }),
+        ];
+        for (name, kind, help, value) in families {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for p in Protocol::ALL {
+                let _ = writeln!(out, "{name}{{protocol=\"{}\"}} {}", p.label(), value(self.protocol(p)));
+            }
+        }
+        let singles: [(&str, &str, &str, i128); 5] = [
+            ("ferrocast_streams", "gauge", "Live streams now.", gauge(&self.streams) as i128),
+            (
+                "ferrocast_frames_dropped_slow_viewer_total",
+                "counter",
+                "Frames skipped by viewers that fell behind the ring.",
+                load(&self.frames_dropped_slow_viewer) as i128,
+            ),
+            (
+                "ferrocast_viewers_disconnected_stalled_total",
+                "counter",
+                "Viewers disconnected because their connection stalled.",
+                load(&self.viewers_disconnected_stalled) as i128,
+            ),
+            ("ferrocast_frames_in_total", "counter", "Frames received from publishers.", load(&self.frames_in) as i128),
+            (
+                "ferrocast_frames_rejected_total",
+                "counter",
+                "Frames refused at ingest.",
+                load(&self.frames_rejected) as i128,
+            ),
+        ];
+        for (name, kind, help, value) in singles {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+        }
+    }
+}

@@ -1,0 +1,314 @@
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use parking_lot::Mutex;
+use tokio::sync::broadcast;
+
+use crate::stream::{Phase, Stream};
+use crate::{
+    EndReason, HubEvent, Metrics, Protocol, Publisher, StreamKey, StreamParams, Subscriber, SubscriberOptions, Tracks,
+};
+
+/// Limits and behaviour of every stream in the hub.
+#[derive(Debug, Clone)]
+pub struct HubConfig {
+    /// How much recent media the ring keeps beyond the current GOP, for viewers that fall a little behind.
+    pub ring_window: Duration,
+    /// Hard cap of the ring's payload bytes per stream (the GOP cache included).
+    pub ring_max_bytes: usize,
+    /// Hard cap of the ring's entries per stream.
+    pub ring_max_entries: usize,
+    /// Start new viewers at the newest keyframe (instant start) rather than waiting for the next one.
+    pub gop_cache: bool,
+    /// How long a stream whose publisher left waits for a publisher to return before it ends for viewers.
+    pub publisher_grace: Duration,
+    /// Capacity of the lifecycle event bus.
+    pub event_capacity: usize,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        HubConfig {
+            ring_window: Duration::from_secs(5),
+            ring_max_bytes: 64 << 20,
+            ring_max_entries: 20_000,
+            gop_cache: true,
+            publisher_grace: Duration::from_secs(3),
+            event_capacity: 4096,
+        }
+    }
+}
+
+/// Why a publish was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// Another publisher is live on this stream; the first one keeps going.
+    #[error("stream {0} is already being published")]
+    AlreadyPublishing(StreamKey),
+    /// The server is shutting down.
+    #[error("the server is shutting down")]
+    ShuttingDown,
+}
+
+/// Why a subscribe was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SubscribeError {
+    /// No publisher is live on this stream.
+    #[error("stream {0} is not live")]
+    NotFound(StreamKey),
+}
+
+/// What a publisher asks for.
+#[derive(Debug, Clone)]
+pub struct PublishRequest {
+    /// The stream.
+    pub key: StreamKey,
+    /// The publisher's protocol.
+    pub protocol: Protocol,
+    /// The publisher's address.
+    pub client: Option<SocketAddr>,
+    /// The push URL's query parameters.
+    pub params: Vec<(String, String)>,
+}
+
+/// A snapshot of one live stream, for APIs and logs.
+#[derive(Debug, Clone)]
+pub struct StreamSummary {
+    /// The stream.
+    pub key: StreamKey,
+    /// How its current (or last) publisher connected.
+    pub params: StreamParams,
+    /// Whether a publisher is connected now (false inside the grace period).
+    pub publishing: bool,
+    /// Its tracks.
+    pub tracks: Tracks,
+    /// Viewers now.
+    pub viewers: usize,
+    /// Payload bytes received so far.
+    pub bytes_in: u64,
+}
+
+pub(crate) struct HubShared {
+    pub(crate) config: HubConfig,
+    streams: Mutex<HashMap<StreamKey, Arc<Stream>>>,
+    events: broadcast::Sender<HubEvent>,
+    pub(crate) metrics: Arc<Metrics>,
+    next_id: AtomicU64,
+    shutting_down: AtomicBool,
+}
+
+impl HubShared {
+    pub(crate) fn emit(&self, event: HubEvent) {
+        // No receiver is fine: nobody has subscribed to lifecycle events yet.
+        let _ = self.events.send(event);
+    }
+
+    pub(crate) fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    pub(crate) fn remove_stream(&self, stream: &Arc<Stream>) {
+        let mut streams = self.streams.lock();
+        if streams.get(&stream.key).is_some_and(|s| Arc::ptr_eq(s, stream)) {
+            streams.remove(&stream.key);
+            self.metrics.streams.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn publisher_left(self: &Arc<Self>, stream: &Arc<Stream>, session: u64, reason: EndReason) {
+        let grace = self.config.publisher_grace;
+        {
+            let mut st = stream.state.lock();
+            if st.phase != (Phase::Live { session }) {
+                return;
+            }
+            st.phase = Phase::Grace { session };
+        }
+        self.emit(HubEvent::PublisherLeft { key: stream.key.clone(), reason: reason.clone() });
+        let runtime = tokio::runtime::Handle::try_current();
+        match runtime {
+            Ok(rt) if !grace.is_zero() && !self.shutting_down.load(Ordering::Relaxed) => {
+                let stream = stream.clone();
+                rt.spawn(async move {
+                    tokio::time::sleep(grace).await;
+                    let still_waiting = stream.state.lock().phase == Phase::Grace { session };
+                    if still_waiting {
+                        tracing::info!(stream = %stream.key, "publisher did not return within the grace period; ending stream");
+                        stream.end(reason);
+                    }
+                });
+            }
+            _ => {
+                stream.end(reason);
+            }
+        }
+    }
+}
+
+/// The stream registry. Cheap to clone; every clone is the same hub.
+#[derive(Clone)]
+pub struct Hub {
+    shared: Arc<HubShared>,
+}
+
+impl Hub {
+    /// Creates an empty hub.
+    pub fn new(config: HubConfig, metrics: Arc<Metrics>) -> Hub {
+        let (events, _) = broadcast::channel(config.event_capacity.max(1));
+        Hub {
+            shared: Arc::new(HubShared {
+                config,
+                streams: Mutex::new(HashMap::new()),
+                events,
+                metrics,
+                next_id: AtomicU64::new(0),
+                shutting_down: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// The hub's configuration.
+    pub fn config(&self) -> &HubConfig {
+        &self.shared.config
+    }
+
+    /// The process metrics the hub updates.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.shared.metrics
+    }
+
+    /// Subscribes to lifecycle events from now on.
+    pub fn events(&self) -> broadcast::Receiver<HubEvent> {
+        self.shared.events.subscribe()
+    }
+
+    /// Starts publishing `req.key`. A stream inside its grace period is resumed seamlessly; a stream with a live
+    /// publisher is refused (the first publisher keeps going).
+    pub fn publish(&self, req: PublishRequest) -> Result<Publisher, PublishError> {
+        if self.shared.shutting_down.load(Ordering::Relaxed) {
+            return Err(PublishError::ShuttingDown);
+        }
+        let session = self.shared.next_id();
+        let params = StreamParams {
+            protocol: req.protocol,
+            client: req.client,
+            params: req.params.clone(),
+            started_at: SystemTime::now(),
+        };
+        let mut streams = self.shared.streams.lock();
+        let (stream, resumed) = match streams.get(&req.key) {
+            Some(existing) => {
+                let mut st = existing.state.lock();
+                match st.phase {
+                    Phase::Live { .. } => return Err(PublishError::AlreadyPublishing(req.key)),
+                    Phase::Grace { .. } => {
+                        st.phase = Phase::Live { session };
+                        st.params = params;
+                        drop(st);
+                        (existing.clone(), true)
+                    }
+                    // An ended stream is removed from the map by `end`; seeing one here would be a bug, but a
+                    // fresh stream is the right answer either way.
+                    Phase::Ended => {
+                        drop(st);
+                        (self.insert_new(&mut streams, &req, params, session), false)
+                    }
+                }
+            }
+            None => (self.insert_new(&mut streams, &req, params, session), false),
+        };
+        drop(streams);
+        self.shared.emit(HubEvent::Published {
+            key: req.key,
+            protocol: req.protocol,
+            client: req.client,
+            params: req.params,
+            resumed,
+        });
+        Ok(Publisher::new(stream, session))
+    }
+
+    fn insert_new(
+        &self,
+        streams: &mut HashMap<StreamKey, Arc<Stream>>,
+        req: &PublishRequest,
+        params: StreamParams,
+        session: u64,
+    ) -> Arc<Stream> {
+        let stream = Arc::new(Stream::new(req.key.clone(), params, session, Arc::downgrade(&self.shared)));
+        if let Some(old) = streams.insert(req.key.clone(), stream.clone()) {
+            old.end(EndReason::Stopped("replaced".into()));
+        } else {
+            self.shared.metrics.streams.fetch_add(1, Ordering::Relaxed);
+        }
+        stream
+    }
+
+    /// Starts a viewer on a live stream (one with a publisher, or inside its grace period).
+    pub fn subscribe(
+        &self,
+        key: &StreamKey,
+        protocol: Protocol,
+        client: Option<SocketAddr>,
+        options: SubscriberOptions,
+    ) -> Result<Subscriber, SubscribeError> {
+        let stream = self.shared.streams.lock().get(key).cloned();
+        match stream {
+            Some(stream) if !stream.is_ended() => {
+                Ok(Subscriber::new(stream, Arc::downgrade(&self.shared), &self.shared, protocol, client, options))
+            }
+            _ => Err(SubscribeError::NotFound(key.clone())),
+        }
+    }
+
+    /// Whether a stream is live (publishing or inside its grace period).
+    pub fn is_live(&self, key: &StreamKey) -> bool {
+        self.shared.streams.lock().contains_key(key)
+    }
+
+    /// Snapshots of every live stream.
+    pub fn streams(&self) -> Vec<StreamSummary> {
+        let streams: Vec<Arc<Stream>> = self.shared.streams.lock().values().cloned().collect();
+        let mut out: Vec<StreamSummary> = streams
+            .iter()
+            .map(|s| {
+                let st = s.state.lock();
+                StreamSummary {
+                    key: s.key.clone(),
+                    params: st.params.clone(),
+                    publishing: matches!(st.phase, Phase::Live { .. }),
+                    tracks: st.tracks.clone(),
+                    viewers: s.stats.viewers.load(Ordering::Relaxed),
+                    bytes_in: s.stats.bytes_in.load(Ordering::Relaxed),
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        out
+    }
+
+    /// Ends a stream now for its publisher and viewers (API drop, forbid). Returns whether it was live.
+    pub fn stop_stream(&self, key: &StreamKey, why: &str) -> bool {
+        let stream = self.shared.streams.lock().get(key).cloned();
+        stream.is_some_and(|s| s.end(EndReason::Stopped(why.to_string())))
+    }
+
+    /// Refuses new publishers and ends every stream; viewers drain and close.
+    pub fn shutdown(&self) {
+        self.shared.shutting_down.store(true, Ordering::Relaxed);
+        let streams: Vec<Arc<Stream>> = self.shared.streams.lock().values().cloned().collect();
+        for s in streams {
+            s.end(EndReason::Stopped("server shutting down".into()));
+        }
+    }
+}
+
+#[cfg(test)]
+impl Hub {
+    pub(crate) fn shared_stream_for_tests(&self, key: &StreamKey) -> Option<Arc<Stream>> {
+        self.shared.streams.lock().get(key).cloned()
+    }
+}

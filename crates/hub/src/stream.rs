@@ -1,0 +1,371 @@
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use ferrocast_media::{Frame, MediaType, TrackInfo, rescale};
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+
+use crate::registry::HubShared;
+use crate::{EndReason, HubEvent, Protocol, StreamKey};
+
+/// The formats whose per-entry bytes are produced once and shared by all viewers of a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MuxSlot {
+    /// FLV tag bytes (HTTP-FLV and FLV recording).
+    Flv = 0,
+    /// RTMP chunks on the shared media chunk streams with the configured chunk size and message stream 1.
+    Rtmp = 1,
+}
+
+const MUX_SLOTS: usize = 2;
+
+/// Pre-muxed bytes of one entry in one format: a gather list for a vectored write.
+pub type Muxed = Vec<Bytes>;
+
+/// What one ring entry carries.
+#[derive(Debug, Clone)]
+pub enum EntryKind {
+    /// A media access unit (timestamps already on the stream's continuous timeline).
+    Frame(Frame),
+    /// A new or changed track configuration; viewers send it as a sequence header.
+    Track(Arc<TrackInfo>),
+    /// A new `onMetaData` body (AMF0, starting with the string `onMetaData`).
+    Metadata(Bytes),
+}
+
+/// One element of a stream's ring, shared by every viewer.
+#[derive(Debug)]
+pub struct Entry {
+    /// Position in the stream, increasing by one per entry for the stream's whole life.
+    pub seq: u64,
+    /// The stream time of the entry in milliseconds (the frame's DTS, or the time it was added).
+    pub time_ms: i64,
+    /// The content.
+    pub kind: EntryKind,
+    muxed: [OnceLock<Muxed>; MUX_SLOTS],
+}
+
+impl Entry {
+    fn new(seq: u64, time_ms: i64, kind: EntryKind) -> Entry {
+        Entry { seq, time_ms, kind, muxed: Default::default() }
+    }
+
+    /// The entry's bytes in `slot`'s format, produced by `mux` the first time any viewer asks and shared after.
+    pub fn muxed(&self, slot: MuxSlot, mux: impl FnOnce(&EntryKind) -> Muxed) -> &Muxed {
+        self.muxed[slot as usize].get_or_init(|| mux(&self.kind))
+    }
+
+    /// Whether this entry is a video keyframe.
+    pub fn is_video_keyframe(&self) -> bool {
+        matches!(&self.kind, EntryKind::Frame(f) if f.media == MediaType::Video && f.keyframe)
+    }
+
+    fn payload_size(&self) -> usize {
+        match &self.kind {
+            EntryKind::Frame(f) => f.data.len() + 64,
+            EntryKind::Track(t) => t.config.len() + 64,
+            EntryKind::Metadata(m) => m.len() + 64,
+        }
+    }
+}
+
+/// The current track configurations of a stream.
+#[derive(Debug, Clone, Default)]
+pub struct Tracks {
+    /// The video track, if the stream has one.
+    pub video: Option<Arc<TrackInfo>>,
+    /// The audio track, if the stream has one.
+    pub audio: Option<Arc<TrackInfo>>,
+}
+
+/// What a publisher said when it started: kept on the stream for later features (auth, callbacks, statistics).
+#[derive(Debug, Clone)]
+pub struct StreamParams {
+    /// The publisher's protocol.
+    pub protocol: Protocol,
+    /// The publisher's address.
+    pub client: Option<SocketAddr>,
+    /// Query parameters of the push URL (tcUrl and stream name merged; the stream name's win).
+    pub params: Vec<(String, String)>,
+    /// When this publisher started.
+    pub started_at: SystemTime,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    Live { session: u64 },
+    Grace { session: u64 },
+    Ended,
+}
+
+pub(crate) struct StreamState {
+    pub(crate) ring: VecDeque<Arc<Entry>>,
+    ring_bytes: usize,
+    pub(crate) next_seq: u64,
+    /// Sequence number of the newest video keyframe, the start of the GOP cache.
+    pub(crate) gop_start: Option<u64>,
+    pub(crate) tracks: Tracks,
+    pub(crate) metadata: Option<Bytes>,
+    pub(crate) phase: Phase,
+    pub(crate) params: StreamParams,
+    last_time_ms: Option<i64>,
+    end_reason: Option<EndReason>,
+}
+
+impl StreamState {
+    /// The sequence number of the oldest entry still in the ring.
+    pub(crate) fn tail_seq(&self) -> u64 {
+        self.ring.front().map_or(self.next_seq, |e| e.seq)
+    }
+
+    pub(crate) fn get(&self, seq: u64) -> Option<&Arc<Entry>> {
+        let tail = self.tail_seq();
+        if seq < tail {
+            return None;
+        }
+        self.ring.get((seq - tail) as usize)
+    }
+}
+
+/// Per-stream counters, readable without the stream lock.
+#[derive(Debug, Default)]
+pub struct StreamStats {
+    /// Payload bytes received from publishers.
+    pub bytes_in: AtomicU64,
+    /// Video frames received.
+    pub video_frames: AtomicU64,
+    /// Audio frames received.
+    pub audio_frames: AtomicU64,
+    /// Viewers now.
+    pub viewers: AtomicUsize,
+}
+
+/// A live stream in the registry.
+pub struct Stream {
+    pub(crate) key: StreamKey,
+    pub(crate) state: Mutex<StreamState>,
+    pub(crate) notify: Notify,
+    pub(crate) stats: StreamStats,
+    pub(crate) hub: Weak<HubShared>,
+}
+
+impl Stream {
+    pub(crate) fn new(key: StreamKey, params: StreamParams, session: u64, hub: Weak<HubShared>) -> Stream {
+        Stream {
+            key,
+            state: Mutex::new(StreamState {
+                ring: VecDeque::new(),
+                ring_bytes: 0,
+                next_seq: 0,
+                gop_start: None,
+                tracks: Tracks::default(),
+                metadata: None,
+                phase: Phase::Live { session },
+                params,
+                last_time_ms: None,
+                end_reason: None,
+            }),
+            notify: Notify::new(),
+            stats: StreamStats::default(),
+            hub,
+        }
+    }
+
+    /// Appends an entry and evicts old ones per the hub's ring limits. Caller holds the lock.
+    fn append(&self, st: &mut StreamState, time_ms: i64, kind: EntryKind, shared: &HubShared) {
+        let entry = Arc::new(Entry::new(st.next_seq, time_ms, kind));
+        if entry.is_video_keyframe() {
+            st.gop_start = Some(entry.seq);
+        }
+        st.next_seq += 1;
+        st.ring_bytes += entry.payload_size();
+        st.ring.push_back(entry);
+        let cfg = &shared.config;
+        let window_ms = cfg.ring_window.as_millis() as i64;
+        while let Some(front) = st.ring.front() {
+            let in_gop = st.gop_start.is_some_and(|g| front.seq >= g);
+            let over_bytes = st.ring_bytes > cfg.ring_max_bytes || st.ring.len() > cfg.ring_max_entries;
+            let too_old = time_ms - front.time_ms > window_ms;
+            if over_bytes || (too_old && !in_gop) {
+                st.ring_bytes -= front.payload_size();
+                st.ring.pop_front();
+            } else {
+                break;
+            }
+        }
+    }
+
+    /// Ends the stream: viewers drain what is left and then see the end. Returns false if it had ended already.
+    pub(crate) fn end(self: &Arc<Self>, reason: EndReason) -> bool {
+        {
+            let mut st = self.state.lock();
+            if st.phase == Phase::Ended {
+                return false;
+            }
+            st.phase = Phase::Ended;
+            st.end_reason = Some(reason.clone());
+        }
+        self.notify.notify_waiters();
+        if let Some(hub) = self.hub.upgrade() {
+            hub.remove_stream(self);
+            hub.emit(HubEvent::Unpublished { key: self.key.clone(), reason });
+        }
+        true
+    }
+
+    pub(crate) fn is_ended(&self) -> bool {
+        self.state.lock().phase == Phase::Ended
+    }
+}
+
+/// Returned by [`Publisher`] methods once the stream was stopped by the server (API drop, shutdown).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("the stream was stopped by the server")]
+pub struct PublishStopped;
+
+/// The publishing side of a stream: one per publisher connection. Dropping it ends the publisher's session
+/// (the stream then waits out the grace period for a returning publisher).
+pub struct Publisher {
+    pub(crate) stream: Arc<Stream>,
+    pub(crate) session: u64,
+    /// Milliseconds added to this session's timestamps to put them on the stream's timeline.
+    offset_ms: Option<i64>,
+    closed: bool,
+}
+
+impl Publisher {
+    pub(crate) fn new(stream: Arc<Stream>, session: u64) -> Publisher {
+        Publisher { stream, session, offset_ms: None, closed: false }
+    }
+
+    /// The stream this publisher feeds.
+    pub fn key(&self) -> &StreamKey {
+        &self.stream.key
+    }
+
+    /// The stream's counters.
+    pub fn stats(&self) -> &StreamStats {
+        &self.stream.stats
+    }
+
+    /// The stream's current tracks.
+    pub fn tracks(&self) -> Tracks {
+        self.stream.state.lock().tracks.clone()
+    }
+
+    fn with_live_state<R>(
+        &self,
+        f: impl FnOnce(&Stream, &mut StreamState, &HubShared) -> R,
+    ) -> Result<R, PublishStopped> {
+        let hub = self.stream.hub.upgrade().ok_or(PublishStopped)?;
+        let result = {
+            let mut st = self.stream.state.lock();
+            if st.phase != (Phase::Live { session: self.session }) {
+                return Err(PublishStopped);
+            }
+            f(&self.stream, &mut st, &hub)
+        };
+        self.stream.notify.notify_waiters();
+        Ok(result)
+    }
+
+    /// Sets a track's configuration (a sequence header). Unchanged configurations are not repeated to viewers.
+    pub fn set_track(&mut self, info: TrackInfo) -> Result<(), PublishStopped> {
+        self.with_live_state(|stream, st, hub| {
+            let slot = match info.media {
+                MediaType::Video => &mut st.tracks.video,
+                MediaType::Audio => &mut st.tracks.audio,
+            };
+            if slot.as_deref() == Some(&info) {
+                return;
+            }
+            let info = Arc::new(info);
+            *slot = Some(info.clone());
+            let time = st.last_time_ms.unwrap_or(0);
+            stream.append(st, time, EntryKind::Track(info), hub);
+        })
+    }
+
+    /// Sets the stream's metadata (an AMF0 `onMetaData` body).
+    pub fn set_metadata(&mut self, body: Bytes) -> Result<(), PublishStopped> {
+        self.with_live_state(|stream, st, hub| {
+            st.metadata = Some(body.clone());
+            let time = st.last_time_ms.unwrap_or(0);
+            stream.append(st, time, EntryKind::Metadata(body), hub);
+        })
+    }
+
+    /// Appends a frame. Its timestamps are moved onto the stream's continuous timeline: the first publisher
+    /// starts at 0, a publisher resuming within the grace period continues after the last frame, and a jump
+    /// of the publisher's own clock (reset, wrap) is smoothed over with a log line.
+    pub fn push_frame(&mut self, mut frame: Frame) -> Result<(), PublishStopped> {
+        let size = frame.data.len() as u64;
+        let media = frame.media;
+        let offset_slot = &mut self.offset_ms;
+        let result = {
+            let hub = self.stream.hub.upgrade().ok_or(PublishStopped)?;
+            let mut st = self.stream.state.lock();
+            if st.phase != (Phase::Live { session: self.session }) {
+                return Err(PublishStopped);
+            }
+            let dts_ms = frame.dts_ms();
+            let continue_from = |last: Option<i64>| last.map_or(0, |l| l + 1) - dts_ms;
+            let mut offset = *offset_slot.get_or_insert_with(|| continue_from(st.last_time_ms));
+            if let Some(last) = st.last_time_ms {
+                let out = dts_ms + offset;
+                if out < last - 2_000 || out > last + 30_000 {
+                    tracing::warn!(stream = %self.stream.key, jump_ms = out - last, "publisher timestamp jump; continuing the timeline");
+                    offset = continue_from(Some(last));
+                    *offset_slot = Some(offset);
+                }
+            }
+            let shift = rescale(offset, 1000, frame.timebase);
+            frame.dts += shift;
+            frame.pts += shift;
+            let time = frame.dts_ms();
+            st.last_time_ms = Some(st.last_time_ms.map_or(time, |l| l.max(time)));
+            self.stream.append(&mut st, time, EntryKind::Frame(frame), &hub);
+            hub.metrics.frames_in.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        };
+        self.stream.notify.notify_waiters();
+        let stats = &self.stream.stats;
+        stats.bytes_in.fetch_add(size, Ordering::Relaxed);
+        match media {
+            MediaType::Video => stats.video_frames.fetch_add(1, Ordering::Relaxed),
+            MediaType::Audio => stats.audio_frames.fetch_add(1, Ordering::Relaxed),
+        };
+        result
+    }
+
+    /// Whether the server stopped this stream; the publisher's connection should then be closed.
+    pub fn is_stopped(&self) -> bool {
+        self.stream.state.lock().phase != (Phase::Live { session: self.session })
+    }
+
+    /// Ends this publisher's session with a reason. The stream waits out the grace period for a new publisher,
+    /// then ends for every viewer.
+    pub fn close(mut self, reason: EndReason) {
+        self.finish(reason);
+    }
+
+    fn finish(&mut self, reason: EndReason) {
+        if self.closed {
+            return;
+        }
+        self.closed = true;
+        if let Some(hub) = self.stream.hub.upgrade() {
+            hub.publisher_left(&self.stream, self.session, reason);
+        }
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        self.finish(EndReason::PublisherLost("publisher session dropped".into()));
+    }
+}

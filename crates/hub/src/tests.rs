@@ -1,0 +1,203 @@
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use ferrocast_media::{Codec, Frame, MediaType};
+
+use crate::*;
+
+fn hub(grace_ms: u64, window_ms: u64) -> Hub {
+    let config = HubConfig {
+        publisher_grace: Duration::from_millis(grace_ms),
+        ring_window: Duration::from_millis(window_ms),
+        ..HubConfig::default()
+    };
+    Hub::new(config, Arc::new(Metrics::default()))
+}
+
+fn key() -> StreamKey {
+    StreamKey::new("example.com", "live", "s")
+}
+
+fn request() -> PublishRequest {
+    PublishRequest { key: key(), protocol: Protocol::Rtmp, client: None, params: vec![] }
+}
+
+fn video(dts: i64, keyframe: bool) -> Frame {
+    Frame {
+        media: MediaType::Video,
+        codec: Codec::H264,
+        timebase: 1000,
+        dts,
+        pts: dts,
+        keyframe,
+        data: Bytes::from(vec![0u8; 100]),
+    }
+}
+
+fn video_track() -> ferrocast_media::TrackInfo {
+    ferrocast_media::TrackInfo {
+        media: MediaType::Video,
+        codec: Codec::H264,
+        timebase: 1000,
+        config: Bytes::from_static(b"cfg"),
+        video: None,
+        audio: None,
+    }
+}
+
+fn audio(dts: i64) -> Frame {
+    Frame {
+        media: MediaType::Audio,
+        codec: Codec::Aac,
+        timebase: 1000,
+        dts,
+        pts: dts,
+        keyframe: true,
+        data: Bytes::from_static(b"aac"),
+    }
+}
+
+fn frames(batch: &[Arc<Entry>]) -> Vec<(i64, bool)> {
+    batch
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EntryKind::Frame(f) => Some((f.dts, f.keyframe)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn drain(sub: &mut Subscriber) -> (Vec<Arc<Entry>>, Option<Batch>) {
+    let mut out = Vec::new();
+    let mut last = None;
+    while let Some(b) = sub.try_batch(&mut out, 1000) {
+        last = Some(b);
+        if b == Batch::Ended {
+            break;
+        }
+    }
+    (out, last)
+}
+
+#[test]
+fn a_viewer_joining_mid_stream_starts_at_the_newest_keyframe() {
+    let hub = hub(0, 60_000);
+    let mut p = hub.publish(request()).expect("publish");
+    for i in 0..10 {
+        p.push_frame(video(i * 40, i % 4 == 0)).expect("push");
+    }
+    let mut sub = hub.subscribe(&key(), Protocol::HttpFlv, None, SubscriberOptions::default()).expect("live");
+    let (batch, _) = drain(&mut sub);
+    assert_eq!(frames(&batch), vec![(320, true), (360, false)]);
+}
+
+#[test]
+fn without_gop_cache_a_viewer_waits_for_the_next_keyframe() {
+    let hub = hub(0, 60_000);
+    let mut p = hub.publish(request()).expect("publish");
+    p.set_track(video_track()).expect("track");
+    p.push_frame(video(0, true)).expect("push");
+    p.push_frame(video(40, false)).expect("push");
+    let opts = SubscriberOptions { gop_cache: Some(false) };
+    let mut sub = hub.subscribe(&key(), Protocol::Rtmp, None, opts).expect("live");
+    p.push_frame(video(80, false)).expect("push");
+    p.push_frame(audio(90)).expect("push");
+    assert!(drain(&mut sub).0.is_empty(), "nothing decodable before a keyframe");
+    p.push_frame(video(120, true)).expect("push");
+    p.push_frame(audio(130)).expect("push");
+    assert_eq!(frames(&drain(&mut sub).0), vec![(120, true), (130, true)]);
+}
+
+#[test]
+fn a_viewer_that_falls_behind_the_ring_skips_to_a_keyframe_and_is_counted() {
+    let hub = hub(0, 200);
+    let mut p = hub.publish(request()).expect("publish");
+    p.push_frame(video(0, true)).expect("push");
+    let mut sub = hub.subscribe(&key(), Protocol::Rtmp, None, SubscriberOptions::default()).expect("live");
+    for i in 1..50 {
+        p.push_frame(video(i * 40, i % 10 == 0)).expect("push");
+    }
+    let mut out = Vec::new();
+    let batch = sub.try_batch(&mut out, 1000).expect("entries");
+    let Batch::Entries { skipped } = batch else { panic!("expected entries") };
+    assert!(skipped > 0);
+    let got = frames(&out);
+    assert_eq!(got.first(), Some(&(1600, true)), "resumes at the GOP that is still in the ring");
+    assert!(hub.metrics().frames_dropped_slow_viewer.load(Ordering::Relaxed) >= skipped);
+}
+
+#[test]
+fn a_second_publisher_is_refused_and_the_first_keeps_going() {
+    let hub = hub(0, 1000);
+    let mut first = hub.publish(request()).expect("publish");
+    assert!(matches!(hub.publish(request()), Err(PublishError::AlreadyPublishing(_))));
+    first.push_frame(video(0, true)).expect("first still live");
+}
+
+#[test]
+fn viewers_see_the_end_when_the_publisher_leaves() {
+    let hub = hub(0, 1000);
+    let mut p = hub.publish(request()).expect("publish");
+    p.push_frame(video(0, true)).expect("push");
+    let mut sub = hub.subscribe(&key(), Protocol::Rtmp, None, SubscriberOptions::default()).expect("live");
+    p.close(EndReason::PublisherClosed);
+    let (batch, last) = drain(&mut sub);
+    assert_eq!(frames(&batch), vec![(0, true)]);
+    assert_eq!(last, Some(Batch::Ended));
+    assert!(!hub.is_live(&key()));
+    assert!(hub.subscribe(&key(), Protocol::Rtmp, None, SubscriberOptions::default()).is_err());
+}
+
+#[tokio::test]
+async fn a_publisher_returning_within_grace_continues_with_monotonic_timestamps() {
+    let hub = hub(500, 60_000);
+    let mut p = hub.publish(request()).expect("publish");
+    p.push_frame(video(1000, true)).expect("push");
+    p.push_frame(video(1040, false)).expect("push");
+    let mut sub = hub.subscribe(&key(), Protocol::Rtmp, None, SubscriberOptions::default()).expect("live");
+    drop(p);
+    let mut p2 = hub.publish(request()).expect("resume within grace");
+    p2.push_frame(video(0, true)).expect("push");
+    p2.push_frame(video(40, false)).expect("push");
+    let (batch, last) = drain(&mut sub);
+    assert_eq!(last, Some(Batch::Entries { skipped: 0 }));
+    let dts: Vec<i64> = frames(&batch).iter().map(|f| f.0).collect();
+    assert_eq!(dts, vec![0, 40, 41, 81]);
+    drop(p2);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(drain(&mut sub).1, Some(Batch::Ended));
+}
+
+#[test]
+fn muxed_bytes_are_made_once_and_shared() {
+    let hub = hub(0, 1000);
+    let mut p = hub.publish(request()).expect("publish");
+    p.push_frame(video(0, true)).expect("push");
+    let calls = AtomicUsize::new(0);
+    for _ in 0..3 {
+        let mut sub = hub.subscribe(&key(), Protocol::HttpFlv, None, SubscriberOptions::default()).expect("live");
+        let (batch, _) = drain(&mut sub);
+        for e in &batch {
+            e.muxed(MuxSlot::Flv, |_| {
+                calls.fetch_add(1, Ordering::Relaxed);
+                vec![Bytes::from_static(b"x")]
+            });
+        }
+    }
+    assert_eq!(calls.load(Ordering::Relaxed), 1);
+}
+
+#[test]
+fn the_ring_stays_bounded() {
+    let config = HubConfig { ring_max_bytes: 10_000, ..HubConfig::default() };
+    let hub = Hub::new(config, Arc::new(Metrics::default()));
+    let mut p = hub.publish(request()).expect("publish");
+    for i in 0..1000 {
+        p.push_frame(video(i, i == 0)).expect("push");
+    }
+    let stream = hub.shared_stream_for_tests(&key()).expect("live");
+    let st = stream.state.lock();
+    assert!(st.ring.len() <= 10_000 / 164 + 1, "ring holds {} entries", st.ring.len());
+}

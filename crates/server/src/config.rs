@@ -1,0 +1,360 @@
+//! Configuration: defaults, overridden by a TOML file (`--config`), overridden by `FERROCAST_<SECTION>_<KEY>`
+//! environment variables. Every key is documented in `ferrocast.example.toml`.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML.
+    #[error("config file {path} is not valid TOML: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The TOML error.
+        source: toml::de::Error,
+    },
+    /// An environment variable names an unknown section.
+    #[error("environment variable {var}: unknown section `{section}`")]
+    UnknownSection {
+        /// The variable.
+        var: String,
+        /// The section it names.
+        section: String,
+    },
+    /// The merged configuration has a wrong key or value.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Process-wide settings.
+    pub server: ServerSection,
+    /// RTMP ingest and playback.
+    pub rtmp: RtmpSection,
+    /// RTMP over TLS.
+    pub rtmps: RtmpsSection,
+    /// The HTTP listener.
+    pub http: HttpSection,
+    /// Where state lives.
+    pub storage: StorageSection,
+    /// Per-stream buffering.
+    pub hub: HubSection,
+    /// How viewers are served.
+    pub play: PlaySection,
+    /// Logging.
+    pub log: LogSection,
+}
+
+/// `[server]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSection {
+    /// Domain of requests that name none (an IP address or `localhost` as host, no `txHost`).
+    pub default_domain: String,
+    /// Longest time a clean shutdown may take before the process exits anyway, in milliseconds.
+    pub shutdown_timeout_ms: u64,
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        ServerSection { default_domain: "localhost".into(), shutdown_timeout_ms: 4000 }
+    }
+}
+
+/// `[rtmp]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RtmpSection {
+    /// Address of the RTMP listener; empty disables RTMP.
+    pub listen: String,
+    /// Chunk size the server sends with (the same for every viewer so chunks are made once per stream).
+    pub chunk_size: u32,
+    /// Window acknowledgement size announced to clients.
+    pub window_ack_size: u32,
+    /// A publisher that sends nothing for this long is disconnected, in milliseconds.
+    pub publisher_idle_timeout_ms: u64,
+}
+
+impl Default for RtmpSection {
+    fn default() -> Self {
+        RtmpSection {
+            listen: "0.0.0.0:1935".into(),
+            chunk_size: 4096,
+            window_ack_size: 2_500_000,
+            publisher_idle_timeout_ms: 20_000,
+        }
+    }
+}
+
+/// `[rtmps]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RtmpsSection {
+    /// Address of the RTMPS listener; only opened when a certificate is configured.
+    pub listen: String,
+    /// PEM certificate chain used when no per-domain certificate matches the SNI name.
+    pub cert_file: String,
+    /// PEM private key of `cert_file`.
+    pub key_file: String,
+    /// Per-domain certificates chosen by SNI.
+    pub certificates: Vec<DomainCertificate>,
+}
+
+impl Default for RtmpsSection {
+    fn default() -> Self {
+        RtmpsSection {
+            listen: "0.0.0.0:1936".into(),
+            cert_file: String::new(),
+            key_file: String::new(),
+            certificates: Vec::new(),
+        }
+    }
+}
+
+/// One `[[rtmps.certificates]]` entry.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DomainCertificate {
+    /// Host names this certificate serves (exact names, or `*.example.com`).
+    pub domains: Vec<String>,
+    /// PEM certificate chain.
+    pub cert_file: String,
+    /// PEM private key.
+    pub key_file: String,
+}
+
+/// `[http]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpSection {
+    /// Address of the HTTP listener (playback, health, metrics).
+    pub listen: String,
+    /// `Access-Control-Allow-Origin` of playback responses.
+    pub cors_allow_origin: String,
+}
+
+impl Default for HttpSection {
+    fn default() -> Self {
+        HttpSection { listen: "0.0.0.0:8080".into(), cors_allow_origin: "*".into() }
+    }
+}
+
+/// `[storage]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageSection {
+    /// Directory for the server's state (created if missing).
+    pub data_dir: String,
+}
+
+impl Default for StorageSection {
+    fn default() -> Self {
+        StorageSection { data_dir: "./data".into() }
+    }
+}
+
+/// `[hub]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HubSection {
+    /// Start viewers at the newest keyframe already received (instant start).
+    pub gop_cache: bool,
+    /// How long a stream waits for its publisher to come back before ending for viewers, in milliseconds.
+    pub publisher_grace_ms: u64,
+    /// Recent media kept beyond the current GOP for viewers that fall behind, in milliseconds.
+    pub ring_window_ms: u64,
+    /// Hard cap of buffered media per stream, in bytes.
+    pub ring_max_bytes: usize,
+    /// Hard cap of buffered frames per stream.
+    pub ring_max_entries: usize,
+}
+
+impl Default for HubSection {
+    fn default() -> Self {
+        HubSection {
+            gop_cache: true,
+            publisher_grace_ms: 3000,
+            ring_window_ms: 5000,
+            ring_max_bytes: 64 << 20,
+            ring_max_entries: 20_000,
+        }
+    }
+}
+
+/// `[play]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PlaySection {
+    /// Gather frames for this long between writes to a viewer (like SRS `mw_latency`), in milliseconds.
+    /// 0 writes every frame as soon as it arrives (lowest latency).
+    pub merge_window_ms: u64,
+    /// A viewer whose socket accepts nothing for this long is disconnected, in milliseconds.
+    pub stall_timeout_ms: u64,
+    /// Most frames written to a viewer in one vectored write.
+    pub max_batch: usize,
+}
+
+impl Default for PlaySection {
+    fn default() -> Self {
+        PlaySection { merge_window_ms: 0, stall_timeout_ms: 10_000, max_batch: 512 }
+    }
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSection {
+    /// A `tracing` filter (`info`, `debug`, `ferrocast_rtmp=debug,info`, ...). `RUST_LOG` wins when set.
+    pub level: String,
+    /// `text` or `json`.
+    pub format: String,
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        LogSection { level: "info".into(), format: "text".into() }
+    }
+}
+
+const ENV_PREFIX: &str = "FERROCAST_";
+
+impl Config {
+    /// Loads the defaults, then `file` if given, then the `FERROCAST_*` variables of `env`.
+    pub fn load(file: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<Config, ConfigError> {
+        let mut table = toml::Table::try_from(Config::default()).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+            let from_file: toml::Table =
+                text.parse().map_err(|source| ConfigError::Parse { path: path.to_path_buf(), source })?;
+            merge(&mut table, from_file);
+        }
+        let defaults = toml::Table::try_from(Config::default()).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        for (var, raw) in env {
+            let Some(rest) = var.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            let Some((section, key)) = rest.split_once('_') else {
+                continue;
+            };
+            let (section, key) = (section.to_ascii_lowercase(), key.to_ascii_lowercase());
+            let Some(toml::Value::Table(section_defaults)) = defaults.get(&section) else {
+                return Err(ConfigError::UnknownSection { var, section });
+            };
+            let value = env_value(section_defaults.get(&key), &raw);
+            if let Some(toml::Value::Table(t)) = table.get_mut(&section) {
+                t.insert(key, value);
+            }
+        }
+        toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| ConfigError::Invalid(e.message().to_string()))
+    }
+}
+
+/// Interprets an environment variable's text as the type the key has in the defaults: strings stay text,
+/// everything else (numbers, booleans, arrays, tables) is read as a TOML value.
+fn env_value(default: Option<&toml::Value>, raw: &str) -> toml::Value {
+    if let Some(toml::Value::String(_)) = default {
+        return toml::Value::String(raw.to_string());
+    }
+    match format!("v = {raw}").parse::<toml::Table>() {
+        Ok(mut t) => t.remove("v").unwrap_or_else(|| toml::Value::String(raw.to_string())),
+        Err(_) => toml::Value::String(raw.to_string()),
+    }
+}
+
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (k, v) in over {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_listen_on_the_documented_ports() {
+        let c = Config::load(None, env(&[])).expect("defaults");
+        assert_eq!(c.rtmp.listen, "0.0.0.0:1935");
+        assert_eq!(c.http.listen, "0.0.0.0:8080");
+        assert_eq!(c.storage.data_dir, "./data");
+    }
+
+    #[test]
+    fn environment_overrides_file_overrides_defaults() {
+        let dir = std::env::temp_dir().join(format!("ferrocast-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("tmp dir");
+        let file = dir.join("c.toml");
+        std::fs::write(&file, "[rtmp]\nlisten = \"127.0.0.1:1\"\nchunk_size = 128\n[hub]\ngop_cache = false\n")
+            .expect("write");
+        let c = Config::load(
+            Some(&file),
+            env(&[
+                ("FERROCAST_RTMP_LISTEN", "127.0.0.1:19350"),
+                ("FERROCAST_STORAGE_DATA_DIR", "/tmp/x"),
+                ("FERROCAST_HUB_PUBLISHER_GRACE_MS", "250"),
+                ("FERROCAST_PLAY_MERGE_WINDOW_MS", "350"),
+                ("OTHER_VAR", "ignored"),
+            ]),
+        )
+        .expect("load");
+        assert_eq!(c.rtmp.listen, "127.0.0.1:19350");
+        assert_eq!(c.rtmp.chunk_size, 128);
+        assert!(!c.hub.gop_cache);
+        assert_eq!(c.hub.publisher_grace_ms, 250);
+        assert_eq!(c.play.merge_window_ms, 350);
+        assert_eq!(c.storage.data_dir, "/tmp/x");
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn bad_keys_and_values_are_clear_errors() {
+        let e = Config::load(None, env(&[("FERROCAST_NOPE_X", "1")])).expect_err("unknown section");
+        assert!(e.to_string().contains("nope"), "{e}");
+        let e = Config::load(None, env(&[("FERROCAST_RTMP_CHUNK_SIZE", "big")])).expect_err("not a number");
+        assert!(e.to_string().contains("invalid"), "{e}");
+        let e = Config::load(None, env(&[("FERROCAST_RTMP_TYPO", "1")])).expect_err("unknown key");
+        assert!(e.to_string().contains("typo"), "{e}");
+    }
+
+    #[test]
+    fn the_example_file_is_complete_and_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../ferrocast.example.toml");
+        let text = std::fs::read_to_string(&path).expect("example file");
+        let c = Config::load(Some(&path), env(&[])).expect("example parses");
+        assert_eq!(c.rtmp.listen, Config::default().rtmp.listen);
+        // Every key of every section is documented (present, possibly commented out) in the example.
+        let defaults = toml::Table::try_from(Config::default()).expect("table");
+        for (section, keys) in defaults {
+            assert!(text.contains(&format!("[{section}]")), "section [{section}] missing from the example");
+            if let toml::Value::Table(keys) = keys {
+                for key in keys.keys() {
+                    assert!(text.contains(&format!("{key} =")), "key {section}.{key} missing from the example");
+                }
+            }
+        }
+    }
+}

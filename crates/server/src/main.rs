@@ -1,0 +1,217 @@
+//! `ferrocast`: the self-hosted live streaming server. With no arguments it serves RTMP on 0.0.0.0:1935 and
+//! HTTP on 0.0.0.0:8080 and keeps its state under `./data`.
+
+mod config;
+mod tls;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use clap::Parser;
+use ferrocast_http::{ClientAddr, HttpOptions, HttpState, StallTimeoutListener};
+use ferrocast_hub::{Hub, HubConfig, Metrics, Protocol};
+use ferrocast_rtmp::serve::{RtmpServeOptions, serve_listener};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::config::Config;
+
+/// Command line of the `ferrocast` binary.
+#[derive(Debug, Parser)]
+#[command(name = "ferrocast", version, about = "Self-hosted live streaming cloud")]
+struct Cli {
+    /// TOML configuration file (see ferrocast.example.toml); FERROCAST_<SECTION>_<KEY> variables override it.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::load(cli.config.as_deref(), std::env::vars()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("ferrocast: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(&config);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ferrocast: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("ferrocast: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.log.level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if config.log.format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Why the server could not run.
+#[derive(Debug, thiserror::Error)]
+enum RunError {
+    #[error("cannot create data directory {0}: {1}")]
+    DataDir(String, std::io::Error),
+    #[error("cannot listen on {what} address {addr}: {source}")]
+    Bind { what: &'static str, addr: String, source: std::io::Error },
+    #[error("RTMPS certificates: {0}")]
+    Tls(#[from] tls::TlsError),
+}
+
+async fn bind(what: &'static str, addr: &str) -> Result<TcpListener, RunError> {
+    TcpListener::bind(addr).await.map_err(|source| RunError::Bind { what, addr: addr.to_string(), source })
+}
+
+async fn run(config: Config) -> Result<(), RunError> {
+    std::fs::create_dir_all(&config.storage.data_dir)
+        .map_err(|e| RunError::DataDir(config.storage.data_dir.clone(), e))?;
+    let metrics = Arc::new(Metrics::default());
+    let hub = Hub::new(
+        HubConfig {
+            ring_window: Duration::from_millis(config.hub.ring_window_ms),
+            ring_max_bytes: config.hub.ring_max_bytes,
+            ring_max_entries: config.hub.ring_max_entries,
+            gop_cache: config.hub.gop_cache,
+            publisher_grace: Duration::from_millis(config.hub.publisher_grace_ms),
+            ..HubConfig::default()
+        },
+        metrics.clone(),
+    );
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let ready = Arc::new(AtomicBool::new(false));
+    let stall_timeout = Duration::from_millis(config.play.stall_timeout_ms);
+    let rtmp_options = RtmpServeOptions {
+        default_domain: config.server.default_domain.clone(),
+        chunk_size: config.rtmp.chunk_size,
+        window_ack_size: config.rtmp.window_ack_size,
+        publisher_idle_timeout: Duration::from_millis(config.rtmp.publisher_idle_timeout_ms),
+        stall_timeout,
+        merge_window: Duration::from_millis(config.play.merge_window_ms),
+        max_batch: config.play.max_batch,
+        protocol: Protocol::Rtmp,
+    };
+
+    // Bind everything first: a port that is taken is a startup error, not a half-running server.
+    let rtmp_listener = match config.rtmp.listen.as_str() {
+        "" => None,
+        addr => Some(bind("rtmp", addr).await?),
+    };
+    let rtmps = match tls::acceptor(&config.rtmps)? {
+        Some(acceptor) => Some((bind("rtmps", &config.rtmps.listen).await?, acceptor)),
+        None => None,
+    };
+    let http_listener = bind("http", &config.http.listen).await?;
+
+    let mut tasks = Vec::new();
+    if let Some(listener) = rtmp_listener {
+        log_listening("rtmp", &listener);
+        tasks.push(tokio::spawn(serve_listener(
+            listener,
+            None,
+            hub.clone(),
+            Arc::new(rtmp_options.clone()),
+            shutdown_rx.clone(),
+        )));
+    }
+    if let Some((listener, acceptor)) = rtmps {
+        log_listening("rtmps", &listener);
+        let options = RtmpServeOptions { protocol: Protocol::Rtmps, ..rtmp_options.clone() };
+        tasks.push(tokio::spawn(serve_listener(
+            listener,
+            Some(acceptor),
+            hub.clone(),
+            Arc::new(options),
+            shutdown_rx.clone(),
+        )));
+    }
+    log_listening("http", &http_listener);
+    let state = HttpState {
+        hub: hub.clone(),
+        options: Arc::new(HttpOptions {
+            default_domain: config.server.default_domain.clone(),
+            cors_allow_origin: config.http.cors_allow_origin.clone(),
+            merge_window: Duration::from_millis(config.play.merge_window_ms),
+            max_batch: config.play.max_batch,
+        }),
+        ready: ready.clone(),
+    };
+    let app = ferrocast_http::router(state).into_make_service_with_connect_info::<ClientAddr>();
+    let mut http_shutdown = shutdown_rx.clone();
+    let http = axum::serve(StallTimeoutListener::new(http_listener, stall_timeout, metrics.clone()), app)
+        .with_graceful_shutdown(async move {
+            let _ = http_shutdown.wait_for(|stop| *stop).await;
+        });
+    let http_task = tokio::spawn(async move {
+        if let Err(e) = http.await {
+            tracing::error!(error = %e, "http server failed");
+        }
+    });
+    ready.store(true, Ordering::Release);
+    tracing::info!("ferrocast ready");
+
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    hub.shutdown();
+    let _ = shutdown_tx.send(true);
+    let deadline = Duration::from_millis(config.server.shutdown_timeout_ms);
+    let all = async {
+        for t in tasks {
+            let _ = t.await;
+        }
+        let _ = http_task.await;
+    };
+    if tokio::time::timeout(deadline, all).await.is_err() {
+        tracing::warn!("shutdown took longer than {deadline:?}; exiting with connections still open");
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn log_listening(what: &str, listener: &TcpListener) {
+    match listener.local_addr() {
+        Ok(addr) => tracing::info!("{what} listening on {addr}"),
+        Err(e) => tracing::warn!("{what} listener has no local address: {e}"),
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            }
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
