@@ -13,6 +13,10 @@ use tokio::net::TcpStream;
 use crate::stats::Stats;
 use crate::synth::{Source, find_stamp, now_micros};
 
+/// How long after its first frame a player starts counting latency: the frames of the GOP cache it starts with
+/// are seconds old by design and say nothing about the server's added latency.
+pub const LATENCY_WARMUP: Duration = Duration::from_secs(3);
+
 /// A parsed `rtmp://host[:port]/app/stream[?query]` or `http://host[:port]/path` URL.
 #[derive(Debug, Clone)]
 pub struct Target {
@@ -91,6 +95,8 @@ struct Receiver<'a> {
     meter: &'a PlayerMeter,
     started: Instant,
     got_video: bool,
+    /// Latency is counted from this moment on: frames before it are the GOP-cache burst, old by design.
+    latency_from: Option<Instant>,
 }
 
 impl Receiver<'_> {
@@ -108,8 +114,11 @@ impl Receiver<'_> {
             self.got_video = true;
             self.stats.started.fetch_add(1, Ordering::Relaxed);
             self.stats.ttff.record(self.started.elapsed().as_micros() as u64);
+            self.latency_from = Some(Instant::now() + LATENCY_WARMUP);
         }
-        if let Some(sent) = find_stamp(body) {
+        if self.latency_from.is_some_and(|from| Instant::now() >= from)
+            && let Some(sent) = find_stamp(body)
+        {
             self.stats.latency.record(now_micros().saturating_sub(sent));
         }
     }
@@ -125,7 +134,7 @@ async fn play_rtmp(target: &Target, stats: &Stats, meter: &PlayerMeter, started:
     let mut session = ClientSession::new(ClientConfig::default());
     session.connect(&target.app, &target.tc_url()).map_err(|e| e.to_string())?;
     session.play(&target.name).map_err(|e| e.to_string())?;
-    let mut rx = Receiver { stats, meter, started, got_video: false };
+    let mut rx = Receiver { stats, meter, started, got_video: false, latency_from: None };
     let mut buf = vec![0u8; 64 * 1024];
     let mut connected = false;
     let result = loop {
@@ -149,7 +158,7 @@ async fn play_rtmp(target: &Target, stats: &Stats, meter: &PlayerMeter, started:
                 ClientEvent::Video { payload, .. } => rx.video(&payload),
                 ClientEvent::Audio { .. } => rx.audio(),
                 ClientEvent::Status { level, code, .. } if level == "error" || code.contains("Unpublish") => {
-                    end = Some(format!("{code}"));
+                    end = Some(code);
                 }
                 ClientEvent::Error { code, description } => end = Some(format!("{code}: {description}")),
                 ClientEvent::StreamEof { .. } | ClientEvent::Disconnected => end = Some("stream ended".into()),
@@ -195,7 +204,7 @@ async fn play_http(target: &Target, stats: &Stats, meter: &PlayerMeter, started:
         }
     };
     stats.connected.fetch_add(1, Ordering::Relaxed);
-    let mut rx = Receiver { stats, meter, started, got_video: false };
+    let mut rx = Receiver { stats, meter, started, got_video: false, latency_from: None };
     let mut dechunk = Dechunker::default();
     let mut flv = FlvReader::new();
     let mut body = Vec::with_capacity(64 * 1024);

@@ -160,7 +160,7 @@ impl Synthetic {
         }
         let index = self.video_index;
         self.video_index += 1;
-        let keyframe = index % self.gop_frames as u64 == 0;
+        let keyframe = index.is_multiple_of(self.gop_frames as u64);
         let size = if keyframe { self.key_frame_bytes } else { self.video_frame_bytes };
         let mut body = BytesMut::with_capacity(5 + 56 + 5 + size);
         body.put_slice(&[if keyframe { 0x17 } else { 0x27 }, 1, 0, 0, 0]);

@@ -111,10 +111,7 @@ impl Amf0Value {
 
     /// The first property named `key` of an `Object` or `EcmaArray`.
     pub fn get(&self, key: &str) -> Option<&Amf0Value> {
-        self.properties()?
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v)
+        self.properties()?.iter().find(|(k, _)| k == key).map(|(_, v)| v)
     }
 
     /// Whether this is `Null` or `Undefined`.
@@ -264,6 +261,11 @@ fn decode_properties(buf: &mut &[u8], depth: usize) -> Result<Vec<(String, Amf0V
             return Ok(props);
         }
         if buf.len() < 2 {
+            // A bare end marker without its empty key, as a few old encoders end their metadata.
+            if *buf == [marker::OBJECT_END] {
+                *buf = &[];
+                return Ok(props);
+            }
             return Err(Amf0Error::UnexpectedEof);
         }
         let key = read_short_string(buf)?;
@@ -387,16 +389,10 @@ mod tests {
         roundtrip(Amf0Value::Undefined);
         roundtrip(Amf0Value::Date(1.7e12, 0));
         roundtrip(Amf0Value::LongString("long".into()));
-        roundtrip(Amf0Value::StrictArray(vec![
-            Amf0Value::Number(1.0),
-            Amf0Value::Null,
-        ]));
+        roundtrip(Amf0Value::StrictArray(vec![Amf0Value::Number(1.0), Amf0Value::Null]));
         roundtrip(Amf0Value::object([
             ("app", Amf0Value::string("live")),
-            (
-                "nested",
-                Amf0Value::object([("x", Amf0Value::Boolean(true))]),
-            ),
+            ("nested", Amf0Value::object([("x", Amf0Value::Boolean(true))])),
         ]));
         roundtrip(Amf0Value::EcmaArray(vec![
             ("duration".into(), Amf0Value::Number(0.0)),
@@ -409,10 +405,7 @@ mod tests {
         let s = "x".repeat(70_000);
         let bytes = to_vec(&Amf0Value::String(s.clone()));
         assert_eq!(bytes[0], marker::LONG_STRING);
-        assert_eq!(
-            decode(&mut bytes.as_slice()).unwrap(),
-            Amf0Value::LongString(s)
-        );
+        assert_eq!(decode(&mut bytes.as_slice()).unwrap(), Amf0Value::LongString(s));
     }
 
     #[test]
@@ -422,10 +415,7 @@ mod tests {
             &[
                 Amf0Value::string("connect"),
                 Amf0Value::Number(1.0),
-                Amf0Value::object([
-                    ("app", Amf0Value::string("live")),
-                    ("tcUrl", Amf0Value::string("rtmp://h/live")),
-                ]),
+                Amf0Value::object([("app", Amf0Value::string("live")), ("tcUrl", Amf0Value::string("rtmp://h/live"))]),
             ],
             &mut bytes,
         );
@@ -433,10 +423,7 @@ mod tests {
         assert_eq!(values.len(), 3);
         assert_eq!(values[0].as_str(), Some("connect"));
         assert_eq!(values[1].as_f64(), Some(1.0));
-        assert_eq!(
-            values[2].get("tcUrl").and_then(Amf0Value::as_str),
-            Some("rtmp://h/live")
-        );
+        assert_eq!(values[2].get("tcUrl").and_then(Amf0Value::as_str), Some("rtmp://h/live"));
         assert_eq!(values[2].get("missing"), None);
     }
 
@@ -456,54 +443,30 @@ mod tests {
         encode(&Amf0Value::Boolean(true), &mut bytes);
         let v = decode(&mut bytes.as_slice()).unwrap();
         assert_eq!(v.get("a"), Some(&Amf0Value::Boolean(true)));
+        // Bare end marker at the end of the input.
+        let bytes = [marker::ECMA_ARRAY, 0, 0, 0, 0, marker::OBJECT_END];
+        assert_eq!(decode(&mut bytes.as_slice()).unwrap(), Amf0Value::EcmaArray(vec![]));
         // Empty key with nothing after it.
         let bytes = [marker::OBJECT, 0, 0];
-        assert_eq!(
-            decode(&mut bytes.as_slice()).unwrap(),
-            Amf0Value::Object(vec![])
-        );
+        assert_eq!(decode(&mut bytes.as_slice()).unwrap(), Amf0Value::Object(vec![]));
     }
 
     #[test]
     fn invalid_utf8_is_replaced() {
         let bytes = [marker::STRING, 0, 2, 0xff, b'a'];
-        assert_eq!(
-            decode(&mut bytes.as_slice()).unwrap().as_str(),
-            Some("\u{fffd}a")
-        );
+        assert_eq!(decode(&mut bytes.as_slice()).unwrap().as_str(), Some("\u{fffd}a"));
     }
 
     #[test]
     fn unsupported_and_truncated_inputs_error() {
-        assert_eq!(
-            decode(&mut [marker::REFERENCE, 0, 0].as_slice()),
-            Err(Amf0Error::UnsupportedMarker(7))
-        );
-        assert_eq!(
-            decode(&mut [marker::AVMPLUS].as_slice()),
-            Err(Amf0Error::UnsupportedMarker(0x11))
-        );
-        assert_eq!(
-            decode(&mut [0x42].as_slice()),
-            Err(Amf0Error::UnsupportedMarker(0x42))
-        );
-        assert_eq!(
-            decode(&mut [marker::NUMBER, 0].as_slice()),
-            Err(Amf0Error::UnexpectedEof)
-        );
-        assert_eq!(
-            decode(&mut [marker::STRING, 0, 5, b'a'].as_slice()),
-            Err(Amf0Error::UnexpectedEof)
-        );
-        assert_eq!(
-            decode(&mut [marker::OBJECT_END].as_slice()),
-            Err(Amf0Error::UnexpectedObjectEnd)
-        );
+        assert_eq!(decode(&mut [marker::REFERENCE, 0, 0].as_slice()), Err(Amf0Error::UnsupportedMarker(7)));
+        assert_eq!(decode(&mut [marker::AVMPLUS].as_slice()), Err(Amf0Error::UnsupportedMarker(0x11)));
+        assert_eq!(decode(&mut [0x42].as_slice()), Err(Amf0Error::UnsupportedMarker(0x42)));
+        assert_eq!(decode(&mut [marker::NUMBER, 0].as_slice()), Err(Amf0Error::UnexpectedEof));
+        assert_eq!(decode(&mut [marker::STRING, 0, 5, b'a'].as_slice()), Err(Amf0Error::UnexpectedEof));
+        assert_eq!(decode(&mut [marker::OBJECT_END].as_slice()), Err(Amf0Error::UnexpectedObjectEnd));
         assert_eq!(decode(&mut [].as_slice()), Err(Amf0Error::UnexpectedEof));
-        assert_eq!(
-            decode(&mut [marker::OBJECT, 0].as_slice()),
-            Err(Amf0Error::UnexpectedEof)
-        );
+        assert_eq!(decode(&mut [marker::OBJECT, 0].as_slice()), Err(Amf0Error::UnexpectedEof));
     }
 
     #[test]
@@ -539,15 +502,9 @@ mod tests {
         let bytes = [marker::UNSUPPORTED];
         assert_eq!(decode(&mut bytes.as_slice()).unwrap(), Amf0Value::Undefined);
         let bytes = [marker::XML_DOCUMENT, 0, 0, 0, 1, b'x'];
-        assert_eq!(
-            decode(&mut bytes.as_slice()).unwrap(),
-            Amf0Value::LongString("x".into())
-        );
+        assert_eq!(decode(&mut bytes.as_slice()).unwrap(), Amf0Value::LongString("x".into()));
         let bytes = [marker::TYPED_OBJECT, 0, 1, b'C', 0, 0, 9];
-        assert_eq!(
-            decode(&mut bytes.as_slice()).unwrap(),
-            Amf0Value::Object(vec![])
-        );
+        assert_eq!(decode(&mut bytes.as_slice()).unwrap(), Amf0Value::Object(vec![]));
     }
 
     #[test]

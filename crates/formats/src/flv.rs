@@ -145,23 +145,14 @@ impl<'a> Cursor<'a> {
     }
 
     fn u8(&mut self) -> Result<u8, FlvError> {
-        let b = *self
-            .body
-            .get(self.pos)
-            .ok_or(FlvError::Truncated(self.what))?;
+        let b = *self.body.get(self.pos).ok_or(FlvError::Truncated(self.what))?;
         self.pos += 1;
         Ok(b)
     }
 
     fn array<const N: usize>(&mut self) -> Result<[u8; N], FlvError> {
-        let end = self
-            .pos
-            .checked_add(N)
-            .ok_or(FlvError::Truncated(self.what))?;
-        let bytes = self
-            .body
-            .get(self.pos..end)
-            .ok_or(FlvError::Truncated(self.what))?;
+        let end = self.pos.checked_add(N).ok_or(FlvError::Truncated(self.what))?;
+        let bytes = self.body.get(self.pos..end).ok_or(FlvError::Truncated(self.what))?;
         let mut out = [0u8; N];
         out.copy_from_slice(bytes);
         self.pos = end;
@@ -184,11 +175,7 @@ impl<'a> Cursor<'a> {
     }
 
     fn take(&mut self, n: usize) -> Result<Bytes, FlvError> {
-        let end = self
-            .pos
-            .checked_add(n)
-            .filter(|&e| e <= self.body.len())
-            .ok_or(FlvError::Truncated(self.what))?;
+        let end = self.pos.checked_add(n).filter(|&e| e <= self.body.len()).ok_or(FlvError::Truncated(self.what))?;
         let out = self.body.slice(self.pos..end);
         self.pos = end;
         Ok(out)
@@ -245,11 +232,7 @@ fn default_track(
     shared_fourcc: [u8; 4],
 ) -> Result<Option<([u8; 4], Bytes)>, FlvError> {
     while !c.is_empty() {
-        let fourcc = if kind == Multitrack::ManyTracksManyCodecs {
-            c.array()?
-        } else {
-            shared_fourcc
-        };
+        let fourcc = if kind == Multitrack::ManyTracksManyCodecs { c.array()? } else { shared_fourcc };
         let track_id = c.u8()?;
         let body = if kind == Multitrack::OneTrack {
             c.rest()
@@ -317,9 +300,7 @@ pub fn parse_video_tag(body: &Bytes) -> Result<VideoTag, FlvError> {
     let packet_type = c.skip_mod_ex(first & 0x0f, video_packet::MOD_EX)?;
     if packet_type != video_packet::METADATA && frame_type == FRAME_COMMAND {
         c.u8()?; // VideoCommand
-        return Ok(VideoTag::Ignored {
-            reason: "video command frame",
-        });
+        return Ok(VideoTag::Ignored { reason: "video command frame" });
     }
     if packet_type == video_packet::MULTITRACK {
         let b = c.u8()?;
@@ -328,42 +309,28 @@ pub fn parse_video_tag(body: &Bytes) -> Result<VideoTag, FlvError> {
         if packet_type == video_packet::MULTITRACK || packet_type == video_packet::MOD_EX {
             return Err(FlvError::Invalid("multitrack video packet type"));
         }
-        let shared = if kind == Multitrack::ManyTracksManyCodecs {
-            [0; 4]
-        } else {
-            c.array()?
-        };
+        let shared = if kind == Multitrack::ManyTracksManyCodecs { [0; 4] } else { c.array()? };
         return match default_track(&mut c, kind, shared)? {
             Some((fourcc, track)) => {
                 let mut tc = Cursor::new(&track, "video track");
                 parse_enhanced_video(&mut tc, frame_type, packet_type, fourcc)
             }
-            None => Ok(VideoTag::Ignored {
-                reason: "multitrack video without track 0",
-            }),
+            None => Ok(VideoTag::Ignored { reason: "multitrack video without track 0" }),
         };
     }
     let fourcc = c.array()?;
     parse_enhanced_video(&mut c, frame_type, packet_type, fourcc)
 }
 
-fn parse_legacy_video(
-    c: &mut Cursor<'_>,
-    frame_type: u8,
-    codec_id: u8,
-) -> Result<VideoTag, FlvError> {
+fn parse_legacy_video(c: &mut Cursor<'_>, frame_type: u8, codec_id: u8) -> Result<VideoTag, FlvError> {
     if frame_type == FRAME_COMMAND {
-        return Ok(VideoTag::Ignored {
-            reason: "video info/command frame",
-        });
+        return Ok(VideoTag::Ignored { reason: "video info/command frame" });
     }
     let codec = match codec_id {
         CODEC_ID_AVC => Codec::H264,
         CODEC_ID_HEVC => Codec::H265,
         _ => {
-            return Ok(VideoTag::Ignored {
-                reason: "unsupported legacy video codec",
-            });
+            return Ok(VideoTag::Ignored { reason: "unsupported legacy video codec" });
         }
     };
     let packet_type = c.u8()?;
@@ -372,41 +339,25 @@ fn parse_legacy_video(
         0 => Ok(video_config(codec, c.rest())),
         1 => coded_frame(codec, frame_type, composition_ms, c.rest()),
         2 => Ok(VideoTag::EndOfSequence { codec }),
-        _ => Ok(VideoTag::Ignored {
-            reason: "unknown AVC packet type",
-        }),
+        _ => Ok(VideoTag::Ignored { reason: "unknown AVC packet type" }),
     }
 }
 
 /// A sequence header; an empty one (sent by some encoders as a placeholder before the real one) is ignored.
 fn video_config(codec: Codec, config: Bytes) -> VideoTag {
     if config.is_empty() {
-        VideoTag::Ignored {
-            reason: "empty video sequence header",
-        }
+        VideoTag::Ignored { reason: "empty video sequence header" }
     } else {
         VideoTag::Config { codec, config }
     }
 }
 
-fn coded_frame(
-    codec: Codec,
-    frame_type: u8,
-    composition_ms: i32,
-    data: Bytes,
-) -> Result<VideoTag, FlvError> {
+fn coded_frame(codec: Codec, frame_type: u8, composition_ms: i32, data: Bytes) -> Result<VideoTag, FlvError> {
     if data.is_empty() {
-        return Ok(VideoTag::Ignored {
-            reason: "empty video frame",
-        });
+        return Ok(VideoTag::Ignored { reason: "empty video frame" });
     }
     let keyframe = frame_type == FRAME_KEY || frame_type == FRAME_GENERATED_KEY;
-    Ok(VideoTag::Frame {
-        codec,
-        keyframe,
-        composition_ms,
-        data,
-    })
+    Ok(VideoTag::Frame { codec, keyframe, composition_ms, data })
 }
 
 fn parse_enhanced_video(
@@ -422,32 +373,20 @@ fn parse_enhanced_video(
         b"vp09" => Codec::Vp9,
         b"vp08" => Codec::Vp8,
         _ => {
-            return Ok(VideoTag::Ignored {
-                reason: "unsupported video FourCC",
-            });
+            return Ok(VideoTag::Ignored { reason: "unsupported video FourCC" });
         }
     };
     match packet_type {
         video_packet::SEQUENCE_START => Ok(video_config(codec, c.rest())),
         video_packet::CODED_FRAMES => {
-            let composition_ms = if matches!(codec, Codec::H264 | Codec::H265) {
-                c.si24()?
-            } else {
-                0
-            };
+            let composition_ms = if matches!(codec, Codec::H264 | Codec::H265) { c.si24()? } else { 0 };
             coded_frame(codec, frame_type, composition_ms, c.rest())
         }
         video_packet::CODED_FRAMES_X => coded_frame(codec, frame_type, 0, c.rest()),
         video_packet::SEQUENCE_END => Ok(VideoTag::EndOfSequence { codec }),
-        video_packet::METADATA => Ok(VideoTag::Ignored {
-            reason: "video metadata packet",
-        }),
-        video_packet::MPEG2TS_SEQUENCE_START => Ok(VideoTag::Ignored {
-            reason: "MPEG-2 TS sequence start",
-        }),
-        _ => Ok(VideoTag::Ignored {
-            reason: "unknown video packet type",
-        }),
+        video_packet::METADATA => Ok(VideoTag::Ignored { reason: "video metadata packet" }),
+        video_packet::MPEG2TS_SEQUENCE_START => Ok(VideoTag::Ignored { reason: "MPEG-2 TS sequence start" }),
+        _ => Ok(VideoTag::Ignored { reason: "unknown video packet type" }),
     }
 }
 
@@ -458,9 +397,7 @@ fn parse_enhanced_video(
 pub fn parse_audio_tag(body: &Bytes) -> Result<AudioTag, FlvError> {
     let mut c = Cursor::new(body, "audio tag");
     let Ok(first) = c.u8() else {
-        return Ok(AudioTag::Ignored {
-            reason: "empty audio message (silence)",
-        });
+        return Ok(AudioTag::Ignored { reason: "empty audio message (silence)" });
     };
     let format = first >> 4;
     let flag_params = AudioParams {
@@ -476,72 +413,40 @@ pub fn parse_audio_tag(body: &Bytes) -> Result<AudioTag, FlvError> {
         10 => match c.u8()? {
             0 => Ok(audio_config(Codec::Aac, c.rest())),
             1 => audio_frame(Codec::Aac, c.rest(), None),
-            _ => Ok(AudioTag::Ignored {
-                reason: "unknown AAC packet type",
-            }),
+            _ => Ok(AudioTag::Ignored { reason: "unknown AAC packet type" }),
         },
         2 | 14 => {
             let data = c.rest();
-            let params = codec::parse_mpeg_audio_header(&data)
-                .ok()
-                .or(Some(if format == 14 {
-                    AudioParams {
-                        sample_rate: 8000,
-                        channels: flag_params.channels,
-                    }
-                } else {
-                    flag_params
-                }));
+            let params = codec::parse_mpeg_audio_header(&data).ok().or(Some(if format == 14 {
+                AudioParams { sample_rate: 8000, channels: flag_params.channels }
+            } else {
+                flag_params
+            }));
             audio_frame(Codec::Mp3, data, params)
         }
         7 | 8 => {
-            let codec = if format == 7 {
-                Codec::G711A
-            } else {
-                Codec::G711U
-            };
-            audio_frame(
-                codec,
-                c.rest(),
-                Some(AudioParams {
-                    sample_rate: 8000,
-                    channels: flag_params.channels,
-                }),
-            )
+            let codec = if format == 7 { Codec::G711A } else { Codec::G711U };
+            audio_frame(codec, c.rest(), Some(AudioParams { sample_rate: 8000, channels: flag_params.channels }))
         }
         9 => parse_enhanced_audio(&mut c, first & 0x0f),
-        _ => Ok(AudioTag::Ignored {
-            reason: "unsupported legacy sound format",
-        }),
+        _ => Ok(AudioTag::Ignored { reason: "unsupported legacy sound format" }),
     }
 }
 
 /// A sequence header; an empty one is ignored except for Opus, where it means plain mono/stereo.
 fn audio_config(codec: Codec, config: Bytes) -> AudioTag {
     if config.is_empty() && codec != Codec::Opus {
-        AudioTag::Ignored {
-            reason: "empty audio sequence header",
-        }
+        AudioTag::Ignored { reason: "empty audio sequence header" }
     } else {
         AudioTag::Config { codec, config }
     }
 }
 
-fn audio_frame(
-    codec: Codec,
-    data: Bytes,
-    params: Option<AudioParams>,
-) -> Result<AudioTag, FlvError> {
+fn audio_frame(codec: Codec, data: Bytes, params: Option<AudioParams>) -> Result<AudioTag, FlvError> {
     if data.is_empty() {
-        return Ok(AudioTag::Ignored {
-            reason: "empty audio frame",
-        });
+        return Ok(AudioTag::Ignored { reason: "empty audio frame" });
     }
-    Ok(AudioTag::Frame {
-        codec,
-        data,
-        params,
-    })
+    Ok(AudioTag::Frame { codec, data, params })
 }
 
 fn parse_enhanced_audio(c: &mut Cursor<'_>, packet_type: u8) -> Result<AudioTag, FlvError> {
@@ -553,65 +458,41 @@ fn parse_enhanced_audio(c: &mut Cursor<'_>, packet_type: u8) -> Result<AudioTag,
         if packet_type == audio_packet::MULTITRACK || packet_type == audio_packet::MOD_EX {
             return Err(FlvError::Invalid("multitrack audio packet type"));
         }
-        let shared = if kind == Multitrack::ManyTracksManyCodecs {
-            [0; 4]
-        } else {
-            c.array()?
-        };
+        let shared = if kind == Multitrack::ManyTracksManyCodecs { [0; 4] } else { c.array()? };
         return match default_track(c, kind, shared)? {
             Some((fourcc, track)) => {
                 let mut tc = Cursor::new(&track, "audio track");
                 enhanced_audio_body(&mut tc, packet_type, fourcc)
             }
-            None => Ok(AudioTag::Ignored {
-                reason: "multitrack audio without track 0",
-            }),
+            None => Ok(AudioTag::Ignored { reason: "multitrack audio without track 0" }),
         };
     }
     let fourcc = c.array()?;
     enhanced_audio_body(c, packet_type, fourcc)
 }
 
-fn enhanced_audio_body(
-    c: &mut Cursor<'_>,
-    packet_type: u8,
-    fourcc: [u8; 4],
-) -> Result<AudioTag, FlvError> {
+fn enhanced_audio_body(c: &mut Cursor<'_>, packet_type: u8, fourcc: [u8; 4]) -> Result<AudioTag, FlvError> {
     let codec = match &fourcc {
         b"mp4a" => Codec::Aac,
         b"Opus" => Codec::Opus,
         b".mp3" => Codec::Mp3,
         b"fLaC" | b"ac-3" | b"ec-3" => {
-            return Ok(AudioTag::Ignored {
-                reason: "unsupported audio codec (FLAC/AC-3/E-AC-3)",
-            });
+            return Ok(AudioTag::Ignored { reason: "unsupported audio codec (FLAC/AC-3/E-AC-3)" });
         }
         _ => {
-            return Ok(AudioTag::Ignored {
-                reason: "unsupported audio FourCC",
-            });
+            return Ok(AudioTag::Ignored { reason: "unsupported audio FourCC" });
         }
     };
     match packet_type {
         audio_packet::SEQUENCE_START => Ok(audio_config(codec, c.rest())),
         audio_packet::CODED_FRAMES => {
             let data = c.rest();
-            let params = if codec == Codec::Mp3 {
-                codec::parse_mpeg_audio_header(&data).ok()
-            } else {
-                None
-            };
+            let params = if codec == Codec::Mp3 { codec::parse_mpeg_audio_header(&data).ok() } else { None };
             audio_frame(codec, data, params)
         }
-        audio_packet::SEQUENCE_END => Ok(AudioTag::Ignored {
-            reason: "audio sequence end",
-        }),
-        audio_packet::MULTICHANNEL_CONFIG => Ok(AudioTag::Ignored {
-            reason: "audio multichannel config",
-        }),
-        _ => Ok(AudioTag::Ignored {
-            reason: "unknown audio packet type",
-        }),
+        audio_packet::SEQUENCE_END => Ok(AudioTag::Ignored { reason: "audio sequence end" }),
+        audio_packet::MULTICHANNEL_CONFIG => Ok(AudioTag::Ignored { reason: "audio multichannel config" }),
+        _ => Ok(AudioTag::Ignored { reason: "unknown audio packet type" }),
     }
 }
 
@@ -619,12 +500,7 @@ fn enhanced_audio_body(
 /// `None` for anything but [`VideoTag::Frame`].
 pub fn video_frame_from_tag(tag: VideoTag, timestamp_ms: i64) -> Option<Frame> {
     match tag {
-        VideoTag::Frame {
-            codec,
-            keyframe,
-            composition_ms,
-            data,
-        } => Some(Frame {
+        VideoTag::Frame { codec, keyframe, composition_ms, data } => Some(Frame {
             media: MediaType::Video,
             codec,
             timebase: 1000,
@@ -676,11 +552,7 @@ fn si24_bytes(value: i64) -> [u8; 3] {
 /// the legacy form for H.264 (with SI24 composition time), AAC, MP3 and G.711, the Enhanced RTMP form for H.265
 /// (CodedFrames with composition time, or CodedFramesX when it is zero), AV1, VP9, VP8 and Opus.
 pub fn frame_body_header(frame: &Frame, out: &mut [u8; 16]) -> usize {
-    let frame_type = if frame.keyframe {
-        FRAME_KEY
-    } else {
-        FRAME_INTER
-    };
+    let frame_type = if frame.keyframe { FRAME_KEY } else { FRAME_INTER };
     let cts = frame.composition_ms();
     match frame.codec {
         Codec::H264 => {
@@ -826,12 +698,7 @@ pub fn frame_tag(frame: &Frame, timestamp_ms: u32) -> [Bytes; 3] {
         MediaType::Audio => TAG_AUDIO,
         MediaType::Video => TAG_VIDEO,
     };
-    tag_parts(
-        tag_type,
-        head.get(..n).unwrap_or_default(),
-        frame.data.clone(),
-        timestamp_ms,
-    )
+    tag_parts(tag_type, head.get(..n).unwrap_or_default(), frame.data.clone(), timestamp_ms)
 }
 
 /// The bytes of a prepared body (sequence header, end of sequence, script data) as a whole FLV tag:
@@ -896,13 +763,7 @@ impl FlvReader {
 
     /// A reader that refuses tags whose body is larger than `max_tag_size` bytes.
     pub fn with_max_tag_size(max_tag_size: u32) -> Self {
-        FlvReader {
-            buf: BytesMut::new(),
-            state: ReadState::Header,
-            max_tag_size,
-            header: None,
-            failed: None,
-        }
+        FlvReader { buf: BytesMut::new(), state: ReadState::Header, max_tag_size, header: None, failed: None }
     }
 
     /// Appends received bytes.
@@ -938,9 +799,7 @@ impl FlvReader {
                 ReadState::Header => {
                     let Some(h) = self.buf.first_chunk::<9>() else {
                         // Fail early on a wrong signature even before 9 bytes are there.
-                        if !b"FLV"
-                            .starts_with(self.buf.get(..self.buf.len().min(3)).unwrap_or_default())
-                        {
+                        if !b"FLV".starts_with(self.buf.get(..self.buf.len().min(3)).unwrap_or_default()) {
                             return Err(FlvError::BadSignature);
                         }
                         return Ok(None);
@@ -952,11 +811,7 @@ impl FlvReader {
                     if !(9..=MAX_HEADER_SIZE).contains(&offset) {
                         return Err(FlvError::BadHeaderSize(offset));
                     }
-                    self.header = Some(FlvHeader {
-                        version: h[3],
-                        has_audio: h[4] & 4 != 0,
-                        has_video: h[4] & 1 != 0,
-                    });
+                    self.header = Some(FlvHeader { version: h[3], has_audio: h[4] & 4 != 0, has_video: h[4] & 1 != 0 });
                     let _ = self.buf.split_to(9);
                     self.state = ReadState::SkipHeader(offset as usize - 9);
                 }
@@ -975,8 +830,7 @@ impl FlvReader {
                     };
                     // A PreviousTagSize is below 2^25, so its first byte is 0 or 1; a tag starts with its type
                     // (possibly with the Filter bit), so a missing PreviousTagSize is recognised.
-                    let tag_start =
-                        first <= 0x3f && matches!(first & 0x1f, TAG_AUDIO | TAG_VIDEO | TAG_SCRIPT);
+                    let tag_start = first <= 0x3f && matches!(first & 0x1f, TAG_AUDIO | TAG_VIDEO | TAG_SCRIPT);
                     if !tag_start {
                         if first > 1 {
                             return Err(FlvError::Invalid("PreviousTagSize"));
@@ -997,17 +851,12 @@ impl FlvReader {
                         return Err(FlvError::Encrypted);
                     }
                     let tag_type = type_byte & 0x1f;
-                    if type_byte & 0xc0 != 0
-                        || !matches!(tag_type, TAG_AUDIO | TAG_VIDEO | TAG_SCRIPT)
-                    {
+                    if type_byte & 0xc0 != 0 || !matches!(tag_type, TAG_AUDIO | TAG_VIDEO | TAG_SCRIPT) {
                         return Err(FlvError::BadTagType(type_byte));
                     }
                     let size = u32::from_be_bytes([0, h[1], h[2], h[3]]);
                     if size > self.max_tag_size {
-                        return Err(FlvError::TagTooLarge {
-                            size,
-                            max: self.max_tag_size,
-                        });
+                        return Err(FlvError::TagTooLarge { size, max: self.max_tag_size });
                     }
                     let timestamp_ms = u32::from_be_bytes([h[7], h[4], h[5], h[6]]);
                     let total = 11 + size as usize;
@@ -1018,11 +867,7 @@ impl FlvReader {
                     let _ = self.buf.split_to(11);
                     let body = self.buf.split_to(size as usize).freeze();
                     self.state = ReadState::PreviousTagSize;
-                    return Ok(Some(FlvTag {
-                        tag_type,
-                        timestamp_ms,
-                        body,
-                    }));
+                    return Ok(Some(FlvTag { tag_type, timestamp_ms, body }));
                 }
             }
         }
@@ -1034,15 +879,7 @@ mod tests {
     use super::*;
 
     fn frame(codec: Codec, keyframe: bool, dts: i64, pts: i64, data: &'static [u8]) -> Frame {
-        Frame {
-            media: codec.media_type(),
-            codec,
-            timebase: 1000,
-            dts,
-            pts,
-            keyframe,
-            data: Bytes::from_static(data),
-        }
+        Frame { media: codec.media_type(), codec, timebase: 1000, dts, pts, keyframe, data: Bytes::from_static(data) }
     }
 
     fn body_of(frame: &Frame) -> Bytes {
@@ -1056,17 +893,11 @@ mod tests {
     #[test]
     fn video_frames_round_trip() {
         let cases = [
-            (
-                frame(Codec::H264, true, 1000, 1080, b"\0\0\0\x02\x65\x88"),
-                5,
-            ),
+            (frame(Codec::H264, true, 1000, 1080, b"\0\0\0\x02\x65\x88"), 5),
             (frame(Codec::H264, false, 1000, 960, b"\0\0\0\x01\x41"), 5),
             (frame(Codec::H265, true, 40, 40, b"\0\0\0\x02\x26\x01"), 5),
             (frame(Codec::H265, false, 40, 120, b"\0\0\0\x02\x02\x01"), 8),
-            (
-                frame(Codec::H265, false, 400, 360, b"\0\0\0\x02\x02\x01"),
-                8,
-            ),
+            (frame(Codec::H265, false, 400, 360, b"\0\0\0\x02\x02\x01"), 8),
             (frame(Codec::Av1, true, 0, 0, b"\x12\x00\x32\x01\x10"), 5),
             (frame(Codec::Vp9, false, 33, 33, b"\x86\x00"), 5),
             (frame(Codec::Vp8, true, 33, 33, b"\x10\x02\x00"), 5),
@@ -1075,9 +906,7 @@ mod tests {
             let body = body_of(&f);
             assert_eq!(body.len(), header_len + f.data.len(), "{:?}", f.codec);
             let tag = parse_video_tag(&body).unwrap();
-            let VideoTag::Frame { data, .. } = &tag else {
-                panic!("{tag:?}")
-            };
+            let VideoTag::Frame { data, .. } = &tag else { panic!("{tag:?}") };
             // Zero-copy: the payload points into the body.
             assert_eq!(data.as_ptr(), body[header_len..].as_ptr());
             assert_eq!(video_frame_from_tag(tag, f.dts), Some(f));
@@ -1097,9 +926,7 @@ mod tests {
             let body = body_of(&f);
             assert_eq!(body.len(), header_len + f.data.len());
             let tag = parse_audio_tag(&body).unwrap();
-            let AudioTag::Frame { data, .. } = &tag else {
-                panic!("{tag:?}")
-            };
+            let AudioTag::Frame { data, .. } = &tag else { panic!("{tag:?}") };
             assert_eq!(data.as_ptr(), body[header_len..].as_ptr());
             assert_eq!(audio_frame_from_tag(tag, f.dts), Some(f));
         }
@@ -1108,22 +935,11 @@ mod tests {
     #[test]
     fn composition_time_is_signed_and_clamped() {
         let body = Bytes::from_static(&[0x27, 1, 0xff, 0xff, 0xd8, 0, 0, 0, 1, 0x41]);
-        assert!(matches!(
-            parse_video_tag(&body),
-            Ok(VideoTag::Frame {
-                composition_ms: -40,
-                keyframe: false,
-                ..
-            })
-        ));
+        assert!(matches!(parse_video_tag(&body), Ok(VideoTag::Frame { composition_ms: -40, keyframe: false, .. })));
         let body = Bytes::from_static(&[0x17, 1, 0x7f, 0xff, 0xff, 0, 0, 0, 1, 0x65]);
         assert!(matches!(
             parse_video_tag(&body),
-            Ok(VideoTag::Frame {
-                composition_ms: 8_388_607,
-                keyframe: true,
-                ..
-            })
+            Ok(VideoTag::Frame { composition_ms: 8_388_607, keyframe: true, .. })
         ));
         assert_eq!(si24_bytes(1 << 30), [0x7f, 0xff, 0xff]);
         assert_eq!(si24_bytes(-(1 << 30)), [0x80, 0, 0]);
@@ -1135,131 +951,63 @@ mod tests {
         let config = Bytes::from_static(&[0x17, 0, 0, 0, 0, 1, 0x64, 0, 0x1f]);
         assert_eq!(
             parse_video_tag(&config),
-            Ok(VideoTag::Config {
-                codec: Codec::H264,
-                config: Bytes::from_static(&[1, 0x64, 0, 0x1f])
-            })
+            Ok(VideoTag::Config { codec: Codec::H264, config: Bytes::from_static(&[1, 0x64, 0, 0x1f]) })
         );
         let hevc = Bytes::from_static(&[0x1c, 0, 0, 0, 0, 1, 2, 3]);
-        assert!(matches!(
-            parse_video_tag(&hevc),
-            Ok(VideoTag::Config {
-                codec: Codec::H265,
-                ..
-            })
-        ));
+        assert!(matches!(parse_video_tag(&hevc), Ok(VideoTag::Config { codec: Codec::H265, .. })));
         let hevc_frame = Bytes::from_static(&[0x2c, 1, 0, 0, 0x50, 0, 0, 0, 1, 2]);
         assert!(matches!(
             parse_video_tag(&hevc_frame),
-            Ok(VideoTag::Frame {
-                codec: Codec::H265,
-                composition_ms: 80,
-                keyframe: false,
-                ..
-            })
+            Ok(VideoTag::Frame { codec: Codec::H265, composition_ms: 80, keyframe: false, .. })
         ));
         let eos = Bytes::from_static(&[0x17, 2, 0, 0, 0]);
-        assert_eq!(
-            parse_video_tag(&eos),
-            Ok(VideoTag::EndOfSequence { codec: Codec::H264 })
-        );
-        for ignored in [
-            &[0x57, 0][..],
-            &[0x12, 0, 0],
-            &[0x17, 9, 0, 0, 0],
-            &[0x17, 1, 0, 0, 0],
-        ] {
+        assert_eq!(parse_video_tag(&eos), Ok(VideoTag::EndOfSequence { codec: Codec::H264 }));
+        for ignored in [&[0x57, 0][..], &[0x12, 0, 0], &[0x17, 9, 0, 0, 0], &[0x17, 1, 0, 0, 0]] {
             assert!(
-                matches!(
-                    parse_video_tag(&Bytes::copy_from_slice(ignored)),
-                    Ok(VideoTag::Ignored { .. })
-                ),
+                matches!(parse_video_tag(&Bytes::copy_from_slice(ignored)), Ok(VideoTag::Ignored { .. })),
                 "{ignored:?}"
             );
         }
         for truncated in [&[][..], &[0x17], &[0x17, 1, 0, 0]] {
-            assert!(matches!(
-                parse_video_tag(&Bytes::copy_from_slice(truncated)),
-                Err(FlvError::Truncated(_))
-            ));
+            assert!(matches!(parse_video_tag(&Bytes::copy_from_slice(truncated)), Err(FlvError::Truncated(_))));
         }
     }
 
     #[test]
     fn enhanced_video_tags() {
         // SequenceStart for each FourCC.
-        for (fourcc, codec) in [
-            (b"hvc1", Codec::H265),
-            (b"av01", Codec::Av1),
-            (b"vp09", Codec::Vp9),
-            (b"avc1", Codec::H264),
-        ] {
+        for (fourcc, codec) in
+            [(b"hvc1", Codec::H265), (b"av01", Codec::Av1), (b"vp09", Codec::Vp9), (b"avc1", Codec::H264)]
+        {
             let mut body = vec![0x90];
             body.extend_from_slice(fourcc);
             body.extend_from_slice(&[1, 2, 3]);
             let tag = parse_video_tag(&Bytes::from(body)).unwrap();
-            assert_eq!(
-                tag,
-                VideoTag::Config {
-                    codec,
-                    config: Bytes::from_static(&[1, 2, 3])
-                }
-            );
+            assert_eq!(tag, VideoTag::Config { codec, config: Bytes::from_static(&[1, 2, 3]) });
         }
         // CodedFrames with cts for avc1; CodedFramesX; SequenceEnd; generated keyframe.
         let b = Bytes::from_static(b"\xa1avc1\x00\x00\x21\x00\x00\x00\x01\x41");
         assert!(matches!(
             parse_video_tag(&b),
-            Ok(VideoTag::Frame {
-                codec: Codec::H264,
-                composition_ms: 33,
-                keyframe: false,
-                ..
-            })
+            Ok(VideoTag::Frame { codec: Codec::H264, composition_ms: 33, keyframe: false, .. })
         ));
         let b = Bytes::from_static(b"\x93hvc1\x00\x00\x00\x01\x26");
         assert!(matches!(
             parse_video_tag(&b),
-            Ok(VideoTag::Frame {
-                codec: Codec::H265,
-                composition_ms: 0,
-                keyframe: true,
-                ..
-            })
+            Ok(VideoTag::Frame { codec: Codec::H265, composition_ms: 0, keyframe: true, .. })
         ));
         let b = Bytes::from_static(b"\x92av01");
-        assert_eq!(
-            parse_video_tag(&b),
-            Ok(VideoTag::EndOfSequence { codec: Codec::Av1 })
-        );
+        assert_eq!(parse_video_tag(&b), Ok(VideoTag::EndOfSequence { codec: Codec::Av1 }));
         let b = Bytes::from_static(b"\xc1vp09\x82");
-        assert!(matches!(
-            parse_video_tag(&b),
-            Ok(VideoTag::Frame { keyframe: true, .. })
-        ));
+        assert!(matches!(parse_video_tag(&b), Ok(VideoTag::Frame { keyframe: true, .. })));
         // Metadata, MPEG-2 TS sequence start, command frame, unknown FourCC, unknown packet type.
-        for body in [
-            &b"\x94av01\x02\x00"[..],
-            b"\x95av01\x80",
-            b"\xd0\x00",
-            b"\xd1\x01",
-            b"\x90vvc1\x01",
-            b"\x98hvc1",
-        ] {
-            assert!(
-                matches!(
-                    parse_video_tag(&Bytes::from_static(body)),
-                    Ok(VideoTag::Ignored { .. })
-                ),
-                "{body:?}"
-            );
+        for body in [&b"\x94av01\x02\x00"[..], b"\x95av01\x80", b"\xd0\x00", b"\xd1\x01", b"\x90vvc1\x01", b"\x98hvc1"]
+        {
+            assert!(matches!(parse_video_tag(&Bytes::from_static(body)), Ok(VideoTag::Ignored { .. })), "{body:?}");
         }
         // Truncated FourCC, cts, command byte.
         for body in [&b"\x90hv"[..], b"\x91hvc1\x00", b"\xd0"] {
-            assert!(
-                parse_video_tag(&Bytes::from_static(body)).is_err(),
-                "{body:?}"
-            );
+            assert!(parse_video_tag(&Bytes::from_static(body)).is_err(), "{body:?}");
         }
     }
 
@@ -1283,13 +1031,7 @@ mod tests {
         body.push(0x07);
         body.extend([0x00, 0x00]);
         body.extend(b"\x03av01\x12\x00");
-        assert!(matches!(
-            parse_video_tag(&Bytes::from(body)),
-            Ok(VideoTag::Frame {
-                codec: Codec::Av1,
-                ..
-            })
-        ));
+        assert!(matches!(parse_video_tag(&Bytes::from(body)), Ok(VideoTag::Frame { codec: Codec::Av1, .. })));
         assert!(parse_video_tag(&Bytes::from_static(b"\x97\x05\x00\x01")).is_err());
     }
 
@@ -1297,48 +1039,22 @@ mod tests {
     fn enhanced_video_multitrack() {
         // OneTrack, track 0, hvc1 CodedFramesX.
         let b = Bytes::from_static(b"\x96\x03hvc1\x00\x00\x00\x00\x01\x26");
-        assert!(matches!(
-            parse_video_tag(&b),
-            Ok(VideoTag::Frame {
-                codec: Codec::H265,
-                keyframe: true,
-                ..
-            })
-        ));
+        assert!(matches!(parse_video_tag(&b), Ok(VideoTag::Frame { codec: Codec::H265, keyframe: true, .. })));
         // ManyTracks: track 1 then track 0, same codec (av01 SequenceStart).
         let b = Bytes::from_static(b"\x96\x10av01\x01\x00\x00\x02\xAA\xBB\x00\x00\x00\x01\xCC");
         assert_eq!(
             parse_video_tag(&b),
-            Ok(VideoTag::Config {
-                codec: Codec::Av1,
-                config: Bytes::from_static(b"\xCC")
-            })
+            Ok(VideoTag::Config { codec: Codec::Av1, config: Bytes::from_static(b"\xCC") })
         );
         // ManyTracksManyCodecs: vp09 track 2, then avc1 track 0 with cts.
-        let b = Bytes::from_static(
-            b"\x96\x21vp09\x02\x00\x00\x01\xAAavc1\x00\x00\x00\x04\x00\x00\x05\xDD",
-        );
-        assert!(matches!(
-            parse_video_tag(&b),
-            Ok(VideoTag::Frame {
-                codec: Codec::H264,
-                composition_ms: 5,
-                ..
-            })
-        ));
+        let b = Bytes::from_static(b"\x96\x21vp09\x02\x00\x00\x01\xAAavc1\x00\x00\x00\x04\x00\x00\x05\xDD");
+        assert!(matches!(parse_video_tag(&b), Ok(VideoTag::Frame { codec: Codec::H264, composition_ms: 5, .. })));
         // No track 0.
         let b = Bytes::from_static(b"\x96\x10av01\x01\x00\x00\x01\xAA");
         assert!(matches!(parse_video_tag(&b), Ok(VideoTag::Ignored { .. })));
         // Track size beyond the body, nested multitrack, bad multitrack type.
-        for body in [
-            &b"\x96\x10av01\x00\x00\x00\x09\xAA"[..],
-            b"\x96\x06av01",
-            b"\x96\x33av01",
-        ] {
-            assert!(
-                parse_video_tag(&Bytes::from_static(body)).is_err(),
-                "{body:?}"
-            );
+        for body in [&b"\x96\x10av01\x00\x00\x00\x09\xAA"[..], b"\x96\x06av01", b"\x96\x33av01"] {
+            assert!(parse_video_tag(&Bytes::from_static(body)).is_err(), "{body:?}");
         }
     }
 
@@ -1347,10 +1063,7 @@ mod tests {
         let asc = Bytes::from_static(&[0xaf, 0, 0x12, 0x10]);
         assert_eq!(
             parse_audio_tag(&asc),
-            Ok(AudioTag::Config {
-                codec: Codec::Aac,
-                config: Bytes::from_static(&[0x12, 0x10])
-            })
+            Ok(AudioTag::Config { codec: Codec::Aac, config: Bytes::from_static(&[0x12, 0x10]) })
         );
         // MP3: 48 kHz mono from the frame header, though the flags say 44 kHz stereo.
         let mp3 = Bytes::from_static(&[0x2f, 0xff, 0xfb, 0x94, 0xc4, 0]);
@@ -1358,10 +1071,7 @@ mod tests {
             parse_audio_tag(&mp3),
             Ok(AudioTag::Frame {
                 codec: Codec::Mp3,
-                params: Some(AudioParams {
-                    sample_rate: 48000,
-                    channels: 1
-                }),
+                params: Some(AudioParams { sample_rate: 48000, channels: 1 }),
                 ..
             })
         ));
@@ -1369,58 +1079,29 @@ mod tests {
         let mp3 = Bytes::from_static(&[0x2a, 1, 2, 3, 4]);
         assert!(matches!(
             parse_audio_tag(&mp3),
-            Ok(AudioTag::Frame {
-                params: Some(AudioParams {
-                    sample_rate: 22050,
-                    channels: 1
-                }),
-                ..
-            })
+            Ok(AudioTag::Frame { params: Some(AudioParams { sample_rate: 22050, channels: 1 }), .. })
         ));
         let mp3_8k = Bytes::from_static(&[0xe2, 1, 2, 3, 4]);
         assert!(matches!(
             parse_audio_tag(&mp3_8k),
-            Ok(AudioTag::Frame {
-                codec: Codec::Mp3,
-                params: Some(AudioParams {
-                    sample_rate: 8000,
-                    channels: 1
-                }),
-                ..
-            })
+            Ok(AudioTag::Frame { codec: Codec::Mp3, params: Some(AudioParams { sample_rate: 8000, channels: 1 }), .. })
         ));
         let alaw = Bytes::from_static(&[0x73, 0xd5]);
         assert!(matches!(
             parse_audio_tag(&alaw),
             Ok(AudioTag::Frame {
                 codec: Codec::G711A,
-                params: Some(AudioParams {
-                    sample_rate: 8000,
-                    channels: 2
-                }),
+                params: Some(AudioParams { sample_rate: 8000, channels: 2 }),
                 ..
             })
         ));
-        for ignored in [
-            &[][..],
-            &[0xaf, 5],
-            &[0xaf, 1],
-            &[0xaf, 0],
-            &[0xb2, 0],
-            &[0x82],
-        ] {
+        for ignored in [&[][..], &[0xaf, 5], &[0xaf, 1], &[0xaf, 0], &[0xb2, 0], &[0x82]] {
             assert!(
-                matches!(
-                    parse_audio_tag(&Bytes::copy_from_slice(ignored)),
-                    Ok(AudioTag::Ignored { .. })
-                ),
+                matches!(parse_audio_tag(&Bytes::copy_from_slice(ignored)), Ok(AudioTag::Ignored { .. })),
                 "{ignored:?}"
             );
         }
-        assert_eq!(
-            parse_audio_tag(&Bytes::from_static(&[0xaf])),
-            Err(FlvError::Truncated("audio tag"))
-        );
+        assert_eq!(parse_audio_tag(&Bytes::from_static(&[0xaf])), Err(FlvError::Truncated("audio tag")));
     }
 
     #[test]
@@ -1428,78 +1109,41 @@ mod tests {
         // ffmpeg's E-RTMP AV1 files start with an empty av01 SequenceStart before the real one.
         assert_eq!(
             parse_video_tag(&Bytes::from_static(b"\x90av01")),
-            Ok(VideoTag::Ignored {
-                reason: "empty video sequence header"
-            })
+            Ok(VideoTag::Ignored { reason: "empty video sequence header" })
         );
-        assert!(matches!(
-            parse_video_tag(&Bytes::from_static(&[0x17, 0, 0, 0, 0])),
-            Ok(VideoTag::Ignored { .. })
-        ));
-        assert!(matches!(
-            parse_audio_tag(&Bytes::from_static(b"\x90mp4a")),
-            Ok(AudioTag::Ignored { .. })
-        ));
+        assert!(matches!(parse_video_tag(&Bytes::from_static(&[0x17, 0, 0, 0, 0])), Ok(VideoTag::Ignored { .. })));
+        assert!(matches!(parse_audio_tag(&Bytes::from_static(b"\x90mp4a")), Ok(AudioTag::Ignored { .. })));
         // An empty Opus sequence start means mono/stereo by default: kept.
         assert_eq!(
             parse_audio_tag(&Bytes::from_static(b"\x90Opus")),
-            Ok(AudioTag::Config {
-                codec: Codec::Opus,
-                config: Bytes::new()
-            })
+            Ok(AudioTag::Config { codec: Codec::Opus, config: Bytes::new() })
         );
     }
 
     #[test]
     fn enhanced_audio_tags() {
         let b = Bytes::from_static(b"\x90OpusOpusHead\x01\x02\x38\x01\x80\xbb\x00\x00\x00\x00\x00");
-        let AudioTag::Config {
-            codec: Codec::Opus,
-            config,
-        } = parse_audio_tag(&b).unwrap()
-        else {
-            panic!()
-        };
+        let AudioTag::Config { codec: Codec::Opus, config } = parse_audio_tag(&b).unwrap() else { panic!() };
         assert_eq!(codec::parse_opus_head(&config).unwrap().channels, 2);
         let b = Bytes::from_static(b"\x91mp4a\x21\x10");
-        assert!(matches!(
-            parse_audio_tag(&b),
-            Ok(AudioTag::Frame {
-                codec: Codec::Aac,
-                params: None,
-                ..
-            })
-        ));
+        assert!(matches!(parse_audio_tag(&b), Ok(AudioTag::Frame { codec: Codec::Aac, params: None, .. })));
         let b = Bytes::from_static(b"\x91.mp3\xff\xfb\x90\x64");
         assert!(matches!(
             parse_audio_tag(&b),
             Ok(AudioTag::Frame {
                 codec: Codec::Mp3,
-                params: Some(AudioParams {
-                    sample_rate: 44100,
-                    channels: 2
-                }),
+                params: Some(AudioParams { sample_rate: 44100, channels: 2 }),
                 ..
             })
         ));
         // ModEx then CodedFrames.
         let b = Bytes::from_static(b"\x97\x02\x00\x00\x01\x01Opus\xfc");
-        assert!(matches!(
-            parse_audio_tag(&b),
-            Ok(AudioTag::Frame {
-                codec: Codec::Opus,
-                ..
-            })
-        ));
+        assert!(matches!(parse_audio_tag(&b), Ok(AudioTag::Frame { codec: Codec::Opus, .. })));
         // Multitrack: ManyTracksManyCodecs, fLaC track 1 then Opus track 0.
         let b = Bytes::from_static(b"\x95\x21fLaC\x01\x00\x00\x01\xAAOpus\x00\x00\x00\x01\xfc");
         assert_eq!(
             parse_audio_tag(&b),
-            Ok(AudioTag::Frame {
-                codec: Codec::Opus,
-                data: Bytes::from_static(b"\xfc"),
-                params: None
-            })
+            Ok(AudioTag::Frame { codec: Codec::Opus, data: Bytes::from_static(b"\xfc"), params: None })
         );
         for body in [
             &b"\x90fLaC\x00"[..],
@@ -1510,19 +1154,10 @@ mod tests {
             b"\x94Opus\x00\x02",
             b"\x96Opus",
         ] {
-            assert!(
-                matches!(
-                    parse_audio_tag(&Bytes::from_static(body)),
-                    Ok(AudioTag::Ignored { .. })
-                ),
-                "{body:?}"
-            );
+            assert!(matches!(parse_audio_tag(&Bytes::from_static(body)), Ok(AudioTag::Ignored { .. })), "{body:?}");
         }
         for body in [&b"\x90Op"[..], b"\x95\x55Opus", b"\x97\x09\x00"] {
-            assert!(
-                parse_audio_tag(&Bytes::from_static(body)).is_err(),
-                "{body:?}"
-            );
+            assert!(parse_audio_tag(&Bytes::from_static(body)).is_err(), "{body:?}");
         }
     }
 
@@ -1542,23 +1177,14 @@ mod tests {
         for codec in [Codec::H264, Codec::H265, Codec::Av1, Codec::Vp9] {
             let t = track(codec, b"\x01\x02\x03");
             let body = config_body(&t).unwrap();
-            assert_eq!(
-                parse_video_tag(&body),
-                Ok(VideoTag::Config {
-                    codec,
-                    config: t.config.clone()
-                })
-            );
+            assert_eq!(parse_video_tag(&body), Ok(VideoTag::Config { codec, config: t.config.clone() }));
             let eos = end_of_sequence_body(&t).unwrap();
             assert_eq!(parse_video_tag(&eos), Ok(VideoTag::EndOfSequence { codec }));
         }
         let t = track(Codec::Aac, b"\x12\x10");
         assert_eq!(
             parse_audio_tag(&config_body(&t).unwrap()),
-            Ok(AudioTag::Config {
-                codec: Codec::Aac,
-                config: t.config.clone()
-            })
+            Ok(AudioTag::Config { codec: Codec::Aac, config: t.config.clone() })
         );
         assert_eq!(end_of_sequence_body(&t), None);
         for codec in [Codec::Mp3, Codec::G711A, Codec::G711U, Codec::Vp8] {
@@ -1572,10 +1198,7 @@ mod tests {
         let dops: &[u8] = b"\x00\x02\x01\x38\x00\x00\xbb\x80\x00\x00\x00";
         for config in [ogg, dops] {
             let t = track(Codec::Opus, config);
-            let AudioTag::Config {
-                codec: Codec::Opus,
-                config,
-            } = parse_audio_tag(&config_body(&t).unwrap()).unwrap()
+            let AudioTag::Config { codec: Codec::Opus, config } = parse_audio_tag(&config_body(&t).unwrap()).unwrap()
             else {
                 panic!()
             };
@@ -1583,21 +1206,9 @@ mod tests {
         }
         // No config: a mono/stereo head from the track's parameters.
         let mut t = track(Codec::Opus, b"");
-        t.audio = Some(AudioParams {
-            sample_rate: 48000,
-            channels: 1,
-        });
-        let AudioTag::Config { config, .. } = parse_audio_tag(&config_body(&t).unwrap()).unwrap()
-        else {
-            panic!()
-        };
-        assert_eq!(
-            codec::parse_opus_head(&config),
-            Ok(AudioParams {
-                sample_rate: 48000,
-                channels: 1
-            })
-        );
+        t.audio = Some(AudioParams { sample_rate: 48000, channels: 1 });
+        let AudioTag::Config { config, .. } = parse_audio_tag(&config_body(&t).unwrap()).unwrap() else { panic!() };
+        assert_eq!(codec::parse_opus_head(&config), Ok(AudioParams { sample_rate: 48000, channels: 1 }));
     }
 
     #[test]
@@ -1606,10 +1217,7 @@ mod tests {
             tag_header(TAG_VIDEO, 0x012345, 0x1234_5678),
             [9, 0x01, 0x23, 0x45, 0x34, 0x56, 0x78, 0x12, 0, 0, 0]
         );
-        assert_eq!(
-            file_header(true, true),
-            *b"FLV\x01\x05\x00\x00\x00\x09\x00\x00\x00\x00"
-        );
+        assert_eq!(file_header(true, true), *b"FLV\x01\x05\x00\x00\x00\x09\x00\x00\x00\x00");
         assert_eq!(file_header(false, true)[4], 1);
         assert_eq!(file_header(true, false)[4], 4);
     }
@@ -1628,15 +1236,9 @@ mod tests {
         }
         let tag = reader.next_tag().unwrap().unwrap();
         assert_eq!((tag.tag_type, tag.timestamp_ms), (TAG_VIDEO, 5000));
-        assert_eq!(
-            video_frame_from_tag(parse_video_tag(&tag.body).unwrap(), 5000),
-            Some(f)
-        );
+        assert_eq!(video_frame_from_tag(parse_video_tag(&tag.body).unwrap(), 5000), Some(f));
         let [h, b, t] = body_tag(TAG_SCRIPT, Bytes::from_static(b"\x02\x00\x0aonMetaData"), 0);
-        assert_eq!(
-            (h.len(), b.len(), &t[..]),
-            (11, 13, &24u32.to_be_bytes()[..])
-        );
+        assert_eq!((h.len(), b.len(), &t[..]), (11, 13, &24u32.to_be_bytes()[..]));
     }
 
     /// An FLV stream with a header, a script tag, an AAC config, a video config and frames.
@@ -1645,20 +1247,12 @@ mod tests {
 
     fn sample_stream() -> (Vec<u8>, Tags) {
         let tags: Tags = vec![
-            (
-                TAG_SCRIPT,
-                0,
-                b"\x02\x00\x0aonMetaData\x08\x00\x00\x00\x00\x00\x00\x09".to_vec(),
-            ),
+            (TAG_SCRIPT, 0, b"\x02\x00\x0aonMetaData\x08\x00\x00\x00\x00\x00\x00\x09".to_vec()),
             (TAG_AUDIO, 0, vec![0xaf, 0, 0x12, 0x10]),
             (TAG_VIDEO, 0, vec![0x17, 0, 0, 0, 0, 1, 0x64, 0, 0x1f]),
             (TAG_VIDEO, 0, vec![0x17, 1, 0, 0, 0x50, 0, 0, 0, 1, 0x65]),
             (TAG_AUDIO, 23, vec![0xaf, 1, 0x21]),
-            (
-                TAG_VIDEO,
-                0x0100_0020,
-                vec![0x27, 1, 0, 0, 0, 0, 0, 0, 1, 0x41],
-            ),
+            (TAG_VIDEO, 0x0100_0020, vec![0x27, 1, 0, 0, 0, 0, 0, 0, 1, 0x41]),
         ];
         let mut out = file_header(true, true).to_vec();
         for (t, ts, body) in &tags {
@@ -1684,14 +1278,7 @@ mod tests {
         let mut reader = FlvReader::new();
         reader.push(&stream);
         assert_eq!(read_all(&mut reader), tags);
-        assert_eq!(
-            reader.header(),
-            Some(FlvHeader {
-                version: 1,
-                has_audio: true,
-                has_video: true
-            })
-        );
+        assert_eq!(reader.header(), Some(FlvHeader { version: 1, has_audio: true, has_video: true }));
         assert_eq!(reader.buffered(), 0);
     }
 
@@ -1738,9 +1325,18 @@ mod tests {
         let cases: [(&[u8], FlvError); 5] = [
             (b"GIF89a", FlvError::BadSignature),
             (b"FLV\x01\x05\x00\x00\x00\x05", FlvError::BadHeaderSize(5)),
-            (b"FLV\x01\x05\x00\x00\x00\x09\x00\x00\x00\x00\x07\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00", FlvError::BadTagType(7)),
-            (b"FLV\x01\x05\x00\x00\x00\x09\x00\x00\x00\x00\x29\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00", FlvError::Encrypted),
-            (b"FLV\x01\x05\x00\x00\x00\x09\x00\x00\x00\x00\x09\x00\x10\x00\x00\x00\x00\x00\x00\x00\x00", FlvError::TagTooLarge { size: 4096, max: 1024 }),
+            (
+                b"FLV\x01\x05\x00\x00\x00\x09\x00\x00\x00\x00\x07\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00",
+                FlvError::BadTagType(7),
+            ),
+            (
+                b"FLV\x01\x05\x00\x00\x00\x09\x00\x00\x00\x00\x29\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00",
+                FlvError::Encrypted,
+            ),
+            (
+                b"FLV\x01\x05\x00\x00\x00\x09\x00\x00\x00\x00\x09\x00\x10\x00\x00\x00\x00\x00\x00\x00\x00",
+                FlvError::TagTooLarge { size: 4096, max: 1024 },
+            ),
         ];
         for (input, err) in cases {
             let mut reader = FlvReader::with_max_tag_size(1024);
@@ -1764,8 +1360,7 @@ mod tests {
         // A cheap deterministic fuzz: every prefix and single-byte mutation of valid bodies and streams.
         let (stream, tags) = sample_stream();
         let mut inputs: Vec<Vec<u8>> = tags.iter().map(|(_, _, b)| b.clone()).collect();
-        inputs
-            .push(b"\x96\x21vp09\x02\x00\x00\x01\xAAavc1\x00\x00\x00\x04\x00\x00\x05\xDD".to_vec());
+        inputs.push(b"\x96\x21vp09\x02\x00\x00\x01\xAAavc1\x00\x00\x00\x04\x00\x00\x05\xDD".to_vec());
         inputs.push(b"\x95\x21fLaC\x01\x00\x00\x01\xAAOpus\x00\x00\x00\x01\xfc".to_vec());
         inputs.push(b"\x97\x02\x00\x01\x00\x01hvc1\x00\x00\x10\xAA".to_vec());
         inputs.push(stream);

@@ -3,6 +3,9 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use crate::Protocol;
 
+/// Reads one value of a protocol's counters for rendering.
+type ReadCounter = fn(&ProtocolCounters) -> i64;
+
 /// Counters of one protocol.
 #[derive(Debug, Default)]
 pub struct ProtocolCounters {
@@ -44,13 +47,19 @@ impl Metrics {
     pub fn render(&self, out: &mut String) {
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let gauge = |a: &AtomicI64| a.load(Ordering::Relaxed).max(0);
-        let families: [(&str, &str, &str, &dyn Fn(&ProtocolCounters) -> String); 5] = [
-            ("ferrocast_viewers", "gauge", "Viewers connected now.", &|c| gauge(&c.viewers).to_string()),
-            ("ferrocast_publishers", "gauge", "Publishers connected now.", &|c| gauge(&c.publishers).to_string()),
-            ("ferrocast_bytes_in_total", "counter", "Bytes received from clients.", &|c| load(&c.bytes_in).to_string()),
-            ("ferrocast_bytes_out_total", "counter", "Bytes sent to clients.", &|c| load(&c.bytes_out).to_string()),
-            ("ferrocast_connections_rejected_total", "counter", "Connections refused.", &|c| {
-                load(&c.rejected).to_string()
+        let families: [(&str, &str, &str, ReadCounter); 5] = [
+            ("ferrocast_viewers", "gauge", "Viewers connected now.", |c| c.viewers.load(Ordering::Relaxed).max(0)),
+            ("ferrocast_publishers", "gauge", "Publishers connected now.", |c| {
+                c.publishers.load(Ordering::Relaxed).max(0)
+            }),
+            ("ferrocast_bytes_in_total", "counter", "Bytes received from clients.", |c| {
+                c.bytes_in.load(Ordering::Relaxed) as i64
+            }),
+            ("ferrocast_bytes_out_total", "counter", "Bytes sent to clients.", |c| {
+                c.bytes_out.load(Ordering::Relaxed) as i64
+            }),
+            ("ferrocast_connections_rejected_total", "counter", "Connections refused.", |c| {
+                c.rejected.load(Ordering::Relaxed) as i64
             }),
         ];
         for (name, kind, help, value) in families {

@@ -121,7 +121,7 @@ impl HubShared {
     pub(crate) fn publisher_left(self: &Arc<Self>, stream: &Arc<Stream>, session: u64, reason: EndReason) {
         let grace = self.config.publisher_grace;
         {
-            let mut st = stream.state.lock();
+            let mut st = stream.state.write();
             if st.phase != (Phase::Live { session }) {
                 return;
             }
@@ -134,7 +134,7 @@ impl HubShared {
                 let stream = stream.clone();
                 rt.spawn(async move {
                     tokio::time::sleep(grace).await;
-                    let still_waiting = stream.state.lock().phase == Phase::Grace { session };
+                    let still_waiting = stream.state.read().phase == Phase::Grace { session };
                     if still_waiting {
                         tracing::info!(stream = %stream.key, "publisher did not return within the grace period; ending stream");
                         stream.end(reason);
@@ -201,7 +201,7 @@ impl Hub {
         let mut streams = self.shared.streams.lock();
         let (stream, resumed) = match streams.get(&req.key) {
             Some(existing) => {
-                let mut st = existing.state.lock();
+                let mut st = existing.state.write();
                 match st.phase {
                     Phase::Live { .. } => return Err(PublishError::AlreadyPublishing(req.key)),
                     Phase::Grace { .. } => {
@@ -275,7 +275,7 @@ impl Hub {
         let mut out: Vec<StreamSummary> = streams
             .iter()
             .map(|s| {
-                let st = s.state.lock();
+                let st = s.state.read();
                 StreamSummary {
                     key: s.key.clone(),
                     params: st.params.clone(),

@@ -6,7 +6,7 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 use ferrocast_media::{Frame, MediaType, TrackInfo, rescale};
-use parking_lot::Mutex;
+use parking_lot::RwLock;
 use tokio::sync::Notify;
 
 use crate::registry::HubShared;
@@ -113,6 +113,11 @@ pub(crate) struct StreamState {
     pub(crate) phase: Phase,
     pub(crate) params: StreamParams,
     last_time_ms: Option<i64>,
+    /// The latest presentation time appended (ms); with B-frames it runs ahead of `last_time_ms`.
+    last_pts_ms: Option<i64>,
+    /// DTS of the latest video frame (ms) and the interval before it: the stream's frame duration.
+    last_video_dts_ms: Option<i64>,
+    video_frame_ms: Option<i64>,
     end_reason: Option<EndReason>,
 }
 
@@ -147,7 +152,7 @@ pub struct StreamStats {
 /// A live stream in the registry.
 pub struct Stream {
     pub(crate) key: StreamKey,
-    pub(crate) state: Mutex<StreamState>,
+    pub(crate) state: RwLock<StreamState>,
     pub(crate) notify: Notify,
     pub(crate) stats: StreamStats,
     pub(crate) hub: Weak<HubShared>,
@@ -157,7 +162,7 @@ impl Stream {
     pub(crate) fn new(key: StreamKey, params: StreamParams, session: u64, hub: Weak<HubShared>) -> Stream {
         Stream {
             key,
-            state: Mutex::new(StreamState {
+            state: RwLock::new(StreamState {
                 ring: VecDeque::new(),
                 ring_bytes: 0,
                 next_seq: 0,
@@ -167,6 +172,9 @@ impl Stream {
                 phase: Phase::Live { session },
                 params,
                 last_time_ms: None,
+                last_pts_ms: None,
+                last_video_dts_ms: None,
+                video_frame_ms: None,
                 end_reason: None,
             }),
             notify: Notify::new(),
@@ -202,7 +210,7 @@ impl Stream {
     /// Ends the stream: viewers drain what is left and then see the end. Returns false if it had ended already.
     pub(crate) fn end(self: &Arc<Self>, reason: EndReason) -> bool {
         {
-            let mut st = self.state.lock();
+            let mut st = self.state.write();
             if st.phase == Phase::Ended {
                 return false;
             }
@@ -218,9 +226,14 @@ impl Stream {
     }
 
     pub(crate) fn is_ended(&self) -> bool {
-        self.state.lock().phase == Phase::Ended
+        self.state.read().phase == Phase::Ended
     }
 }
+
+/// Gap left between timeline segments when the stream's frame duration is not known yet (one frame at 30 fps).
+const DEFAULT_SPLICE_GAP_MS: i64 = 33;
+/// Longest gap left between timeline segments.
+const MAX_SPLICE_GAP_MS: i64 = 100;
 
 /// Returned by [`Publisher`] methods once the stream was stopped by the server (API drop, shutdown).
 #[derive(Debug, Clone, thiserror::Error)]
@@ -254,7 +267,7 @@ impl Publisher {
 
     /// The stream's current tracks.
     pub fn tracks(&self) -> Tracks {
-        self.stream.state.lock().tracks.clone()
+        self.stream.state.read().tracks.clone()
     }
 
     fn with_live_state<R>(
@@ -263,7 +276,7 @@ impl Publisher {
     ) -> Result<R, PublishStopped> {
         let hub = self.stream.hub.upgrade().ok_or(PublishStopped)?;
         let result = {
-            let mut st = self.stream.state.lock();
+            let mut st = self.stream.state.write();
             if st.phase != (Phase::Live { session: self.session }) {
                 return Err(PublishStopped);
             }
@@ -308,18 +321,28 @@ impl Publisher {
         let offset_slot = &mut self.offset_ms;
         let result = {
             let hub = self.stream.hub.upgrade().ok_or(PublishStopped)?;
-            let mut st = self.stream.state.lock();
+            let mut st = self.stream.state.write();
             if st.phase != (Phase::Live { session: self.session }) {
                 return Err(PublishStopped);
             }
             let dts_ms = frame.dts_ms();
-            let continue_from = |last: Option<i64>| last.map_or(0, |l| l + 1) - dts_ms;
-            let mut offset = *offset_slot.get_or_insert_with(|| continue_from(st.last_time_ms));
+            // A new timeline segment starts right after the previous one: its first frame is decoded after the last
+            // decoded frame and presented after the last presented one (B-frames put PTS ahead of DTS), so no frame
+            // of it is shown before a frame of the previous segment.
+            // One frame interval after the previous segment, so players that quantise time to the frame rate
+            // see distinct frames.
+            let gap = st.video_frame_ms.unwrap_or(DEFAULT_SPLICE_GAP_MS);
+            let continue_from = match (st.last_time_ms, st.last_pts_ms) {
+                (Some(last_dts), Some(last_pts)) => (last_dts + gap - dts_ms).max(last_pts + gap - frame.pts_ms()),
+                (Some(last_dts), None) => last_dts + gap - dts_ms,
+                _ => -dts_ms,
+            };
+            let mut offset = *offset_slot.get_or_insert(continue_from);
             if let Some(last) = st.last_time_ms {
                 let out = dts_ms + offset;
                 if out < last - 2_000 || out > last + 30_000 {
                     tracing::warn!(stream = %self.stream.key, jump_ms = out - last, "publisher timestamp jump; continuing the timeline");
-                    offset = continue_from(Some(last));
+                    offset = continue_from;
                     *offset_slot = Some(offset);
                 }
             }
@@ -327,7 +350,15 @@ impl Publisher {
             frame.dts += shift;
             frame.pts += shift;
             let time = frame.dts_ms();
+            let pts = frame.pts_ms();
             st.last_time_ms = Some(st.last_time_ms.map_or(time, |l| l.max(time)));
+            st.last_pts_ms = Some(st.last_pts_ms.map_or(pts, |l| l.max(pts)));
+            if frame.media == MediaType::Video {
+                if let Some(prev) = st.last_video_dts_ms.filter(|p| time > *p) {
+                    st.video_frame_ms = Some((time - prev).clamp(1, MAX_SPLICE_GAP_MS));
+                }
+                st.last_video_dts_ms = Some(time);
+            }
             self.stream.append(&mut st, time, EntryKind::Frame(frame), &hub);
             hub.metrics.frames_in.fetch_add(1, Ordering::Relaxed);
             Ok(())
@@ -344,7 +375,7 @@ impl Publisher {
 
     /// Whether the server stopped this stream; the publisher's connection should then be closed.
     pub fn is_stopped(&self) -> bool {
-        self.stream.state.lock().phase != (Phase::Live { session: self.session })
+        self.stream.state.read().phase != (Phase::Live { session: self.session })
     }
 
     /// Ends this publisher's session with a reason. The stream waits out the grace period for a new publisher,

@@ -53,7 +53,7 @@ impl Subscriber {
     ) -> Subscriber {
         let gop_cache = options.gop_cache.unwrap_or(shared.config.gop_cache);
         let (cursor, wait_keyframe, start_tracks, start_metadata) = {
-            let st = stream.state.lock();
+            let st = stream.state.read();
             let gop = st.gop_start.filter(|g| gop_cache && *g >= st.tail_seq());
             let (cursor, wait) = match gop {
                 Some(g) => (g, false),
@@ -100,7 +100,7 @@ impl Subscriber {
 
     /// The stream's tracks now (after a resync).
     pub fn current_tracks(&self) -> Tracks {
-        self.stream.state.lock().tracks.clone()
+        self.stream.state.read().tracks.clone()
     }
 
     /// Waits until entries are available (or the stream ended) and appends at most `max` of them to `out`.
@@ -119,7 +119,7 @@ impl Subscriber {
 
     /// Appends at most `max` available entries to `out` without waiting; `None` when there is nothing new.
     pub fn try_batch(&mut self, out: &mut Vec<Arc<Entry>>, max: usize) -> Option<Batch> {
-        let st = self.stream.state.lock();
+        let st = self.stream.state.read();
         let tail = st.tail_seq();
         if self.cursor < tail {
             let lagged = tail - self.cursor;

@@ -164,10 +164,32 @@ async fn a_publisher_returning_within_grace_continues_with_monotonic_timestamps(
     let (batch, last) = drain(&mut sub);
     assert_eq!(last, Some(Batch::Entries { skipped: 0 }));
     let dts: Vec<i64> = frames(&batch).iter().map(|f| f.0).collect();
-    assert_eq!(dts, vec![0, 40, 41, 81]);
+    assert_eq!(dts, vec![0, 40, 80, 120], "the resumed segment starts one frame interval (40) later");
     drop(p2);
     tokio::time::sleep(Duration::from_millis(700)).await;
     assert_eq!(drain(&mut sub).1, Some(Batch::Ended));
+}
+
+#[tokio::test]
+async fn a_resumed_timeline_starts_after_the_latest_presented_frame() {
+    let hub = hub(60_000, 60_000);
+    let mut p = hub.publish(request()).expect("publish");
+    let mut b_frame_ahead = video(1000, false);
+    b_frame_ahead.pts = 1100;
+    p.push_frame(video(960, true)).expect("push");
+    p.push_frame(b_frame_ahead).expect("push");
+    let mut sub = hub.subscribe(&key(), Protocol::Rtmp, None, SubscriberOptions::default()).expect("live");
+    p.close(EndReason::PublisherLost("test".into()));
+    let mut p2 = hub.publish(request()).expect("resume");
+    let mut key_with_delay = video(0, true);
+    key_with_delay.pts = 67;
+    p2.push_frame(key_with_delay).expect("push");
+    let (batch, _) = drain(&mut sub);
+    let EntryKind::Frame(resumed) = &batch.last().expect("frames").kind else { panic!("a frame") };
+    // The old segment (frame interval 40) was presented up to 140 (1100 - 960); the resumed keyframe is shown
+    // 67 after its decode.
+    assert_eq!(resumed.pts, 180, "presented one frame interval after the latest presented frame");
+    assert_eq!(resumed.dts, 113, "decoded as early as that allows, after the last decoded frame (40)");
 }
 
 #[test]
@@ -198,6 +220,6 @@ fn the_ring_stays_bounded() {
         p.push_frame(video(i, i == 0)).expect("push");
     }
     let stream = hub.shared_stream_for_tests(&key()).expect("live");
-    let st = stream.state.lock();
+    let st = stream.state.read();
     assert!(st.ring.len() <= 10_000 / 164 + 1, "ring holds {} entries", st.ring.len());
 }

@@ -177,8 +177,8 @@ impl ChunkDecoder {
     fn apply_control(&mut self, msg: &Message) -> Result<(), ChunkError> {
         match msg.type_id {
             type_id::SET_CHUNK_SIZE => {
-                let size = message::read_u32(&msg.payload, "set chunk size")
-                    .map_err(|_| ChunkError::TruncatedSetChunkSize)?;
+                let size =
+                    message::read_u32(&msg.payload, "set chunk size").map_err(|_| ChunkError::TruncatedSetChunkSize)?;
                 self.set_chunk_size(size)
             }
             type_id::ABORT => {
@@ -235,15 +235,9 @@ impl ChunkDecoder {
         }
         let (prev_ts, prev_field, prev_extended) =
             prev.map_or((0, 0, false), |p| (p.timestamp, p.ts_field, p.extended));
-        let (mut length, mut msg_type, mut stream_id) =
-            prev.map_or((0, 0, 0), |p| (p.length, p.type_id, p.stream_id));
+        let (mut length, mut msg_type, mut stream_id) = prev.map_or((0, 0, 0), |p| (p.length, p.type_id, p.stream_id));
         let continuation = fmt == 3 && prev.is_some_and(|p| p.partial.is_some());
-        let already = if continuation {
-            prev.and_then(|p| p.partial.as_ref())
-                .map_or(0, BytesMut::len)
-        } else {
-            0
-        };
+        let already = if continuation { prev.and_then(|p| p.partial.as_ref()).map_or(0, BytesMut::len) } else { 0 };
 
         let field24 = u32::from_be_bytes([0, h[0], h[1], h[2]]);
         if fmt <= 1 {
@@ -253,11 +247,7 @@ impl ChunkDecoder {
         if fmt == 0 {
             stream_id = u32::from_le_bytes([h[7], h[8], h[9], h[10]]);
         }
-        let extended = if fmt <= 2 {
-            field24 == EXTENDED_TIMESTAMP
-        } else {
-            prev_extended
-        };
+        let extended = if fmt <= 2 { field24 == EXTENDED_TIMESTAMP } else { prev_extended };
 
         let mut ext_value = None;
         if extended {
@@ -287,10 +277,7 @@ impl ChunkDecoder {
             _ => prev_ts.wrapping_add(field),
         };
         if length > self.max_message_size {
-            return Err(ChunkError::MessageTooLarge {
-                length,
-                max: self.max_message_size,
-            });
+            return Err(ChunkError::MessageTooLarge { length, max: self.max_message_size });
         }
         let remaining = (length as usize).saturating_sub(already);
         let n = remaining.min(self.chunk_size as usize);
@@ -330,12 +317,7 @@ impl ChunkDecoder {
             // A new header while a message was in progress abandons that message (as ffmpeg does).
             cs.partial = None;
             if n == length as usize {
-                return Ok(Step::Complete(Message {
-                    type_id: msg_type,
-                    timestamp,
-                    stream_id,
-                    payload: body.freeze(),
-                }));
+                return Ok(Step::Complete(Message { type_id: msg_type, timestamp, stream_id, payload: body.freeze() }));
             }
             let mut partial = BytesMut::with_capacity((length as usize).min(MAX_INITIAL_RESERVE));
             partial.extend_from_slice(&body);
@@ -350,12 +332,7 @@ impl ChunkDecoder {
             return Ok(Step::Consumed);
         }
         let payload = cs.partial.take().unwrap_or_default().freeze();
-        Ok(Step::Complete(Message {
-            type_id: msg_type,
-            timestamp,
-            stream_id,
-            payload,
-        }))
+        Ok(Step::Complete(Message { type_id: msg_type, timestamp, stream_id, payload }))
     }
 }
 
@@ -376,9 +353,7 @@ impl Default for ChunkEncoder {
 impl ChunkEncoder {
     /// An encoder using the protocol's initial chunk size (128).
     pub fn new() -> Self {
-        Self {
-            chunk_size: DEFAULT_CHUNK_SIZE,
-        }
+        Self { chunk_size: DEFAULT_CHUNK_SIZE }
     }
 
     /// The outbound chunk size.
@@ -449,14 +424,7 @@ fn put_u24(out: &mut impl BufMut, v: u32) {
     out.put_slice(&b[1..]);
 }
 
-fn put_fmt0_header(
-    out: &mut impl BufMut,
-    csid: u32,
-    type_id: u8,
-    stream_id: u32,
-    timestamp: u32,
-    length: usize,
-) {
+fn put_fmt0_header(out: &mut impl BufMut, csid: u32, type_id: u8, stream_id: u32, timestamp: u32, length: usize) {
     put_basic_header(out, 0, csid);
     put_u24(out, timestamp.min(EXTENDED_TIMESTAMP));
     put_u24(out, length.min(MAX_MESSAGE_LENGTH) as u32);
@@ -498,11 +466,7 @@ pub fn encode_shared_chunks(
     }
     let chunk_size = chunk_size.clamp(1, MAX_CHUNK_SIZE as usize);
     let chunks = total.div_ceil(chunk_size).max(1);
-    let ext = if timestamp >= EXTENDED_TIMESTAMP {
-        4
-    } else {
-        0
-    };
+    let ext = if timestamp >= EXTENDED_TIMESTAMP { 4 } else { 0 };
     let basic = basic_header_len(csid);
     let small_len = basic + 11 + ext + (chunks - 1) * (basic + ext) + body_header.len();
     let mut small = BytesMut::with_capacity(small_len);
@@ -539,14 +503,7 @@ pub fn encode_shared_chunks(
 mod tests {
     use super::*;
 
-    fn encode_one(
-        enc: &ChunkEncoder,
-        csid: u32,
-        type_id: u8,
-        sid: u32,
-        ts: u32,
-        payload: &[u8],
-    ) -> BytesMut {
+    fn encode_one(enc: &ChunkEncoder, csid: u32, type_id: u8, sid: u32, ts: u32, payload: &[u8]) -> BytesMut {
         let mut out = BytesMut::new();
         assert!(enc.encode(csid, type_id, sid, ts, payload, &mut out));
         out
@@ -578,10 +535,7 @@ mod tests {
                 assert!(m.is_none());
             } else {
                 let m = m.unwrap();
-                assert_eq!(
-                    (m.type_id, m.timestamp, m.stream_id, &m.payload[..]),
-                    (20, 1000, 0, &b"hello"[..])
-                );
+                assert_eq!((m.type_id, m.timestamp, m.stream_id, &m.payload[..]), (20, 1000, 0, &b"hello"[..]));
             }
         }
     }
@@ -629,10 +583,7 @@ mod tests {
         // With repetition (our encoder).
         let bytes = encode_one(&enc, 6, 9, 1, ts, &payload);
         let msgs = decode_all(&mut ChunkDecoder::new(), &bytes);
-        assert_eq!(
-            (msgs.len(), msgs[0].timestamp, msgs[0].payload.len()),
-            (1, ts, 300)
-        );
+        assert_eq!((msgs.len(), msgs[0].timestamp, msgs[0].payload.len()), (1, ts, 300));
         // Without repetition: fmt0 + ext, then bare fmt3 headers.
         let mut b = vec![0x06, 0xff, 0xff, 0xff, 0, 1, 44, 9, 1, 0, 0, 0];
         b.extend_from_slice(&ts.to_be_bytes());
@@ -690,10 +641,7 @@ mod tests {
         // fmt 3 on an unknown csid.
         let mut dec = ChunkDecoder::new();
         dec.feed(&[0xC5, 0]);
-        assert_eq!(
-            dec.next_message(),
-            Err(ChunkError::NoPreviousHeader { csid: 5, fmt: 3 })
-        );
+        assert_eq!(dec.next_message(), Err(ChunkError::NoPreviousHeader { csid: 5, fmt: 3 }));
         // Chunk size 0.
         let mut dec = ChunkDecoder::new();
         dec.feed(&encode_one(&ChunkEncoder::new(), 2, 1, 0, 0, &[0, 0, 0, 0]));
@@ -701,13 +649,7 @@ mod tests {
         // Too large.
         let mut dec = ChunkDecoder::with_limits(1000, 4);
         dec.feed(&[0x04, 0, 0, 0, 0, 0x10, 0, 9, 1, 0, 0, 0]);
-        assert_eq!(
-            dec.next_message(),
-            Err(ChunkError::MessageTooLarge {
-                length: 4096,
-                max: 1000
-            })
-        );
+        assert_eq!(dec.next_message(), Err(ChunkError::MessageTooLarge { length: 4096, max: 1000 }));
         // Too many chunk streams.
         let mut dec = ChunkDecoder::with_limits(1000, 4);
         for csid in 2..6u8 {
@@ -750,10 +692,7 @@ mod tests {
     }
 
     fn check_shared(csid: u32, ts: u32, body_header: &[u8], payload_len: usize, chunk_size: usize) {
-        let payload: Bytes = (0..payload_len)
-            .map(|i| (i * 7) as u8)
-            .collect::<Vec<u8>>()
-            .into();
+        let payload: Bytes = (0..payload_len).map(|i| (i * 7) as u8).collect::<Vec<u8>>().into();
         let pieces = encode_shared_chunks(csid, 9, 1, ts, body_header, &payload, chunk_size);
         let mut full = body_header.to_vec();
         full.extend_from_slice(&payload);
@@ -770,18 +709,11 @@ mod tests {
         dec.set_chunk_size(chunk_size as u32).unwrap();
         let msgs = decode_all(&mut dec, &concat(&pieces));
         assert_eq!(msgs.len(), 1);
-        assert_eq!(
-            (msgs[0].timestamp, msgs[0].type_id, msgs[0].stream_id),
-            (ts, 9, 1)
-        );
+        assert_eq!((msgs[0].timestamp, msgs[0].type_id, msgs[0].stream_id), (ts, 9, 1));
         assert_eq!(&msgs[0].payload[..], &full[..]);
         // Payload pieces point into the original payload.
         let range = payload.as_ptr() as usize..payload.as_ptr() as usize + payload.len();
-        let copied: usize = pieces
-            .iter()
-            .filter(|p| !range.contains(&(p.as_ptr() as usize)))
-            .map(|p| p.len())
-            .sum();
+        let copied: usize = pieces.iter().filter(|p| !range.contains(&(p.as_ptr() as usize))).map(|p| p.len()).sum();
         let headers = expected.len() - full.len();
         assert_eq!(copied, headers + body_header.len());
     }
@@ -809,24 +741,8 @@ mod tests {
         assert_eq!(pieces[0].len(), 12 + 5);
         assert_eq!(pieces[2].len(), 1);
         assert!(
-            encode_shared_chunks(
-                7,
-                9,
-                1,
-                0,
-                &[],
-                &Bytes::from(vec![0u8; MAX_MESSAGE_LENGTH + 1]),
-                4096
-            )
-            .is_empty()
+            encode_shared_chunks(7, 9, 1, 0, &[], &Bytes::from(vec![0u8; MAX_MESSAGE_LENGTH + 1]), 4096).is_empty()
         );
-        assert!(!ChunkEncoder::new().encode(
-            3,
-            9,
-            1,
-            0,
-            &vec![0u8; MAX_MESSAGE_LENGTH + 1],
-            &mut BytesMut::new()
-        ));
+        assert!(!ChunkEncoder::new().encode(3, 9, 1, 0, &vec![0u8; MAX_MESSAGE_LENGTH + 1], &mut BytesMut::new()));
     }
 }

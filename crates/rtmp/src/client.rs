@@ -16,9 +16,7 @@ use crate::chunk::{DEFAULT_MAX_MESSAGE_SIZE, Message, encode_shared_chunks};
 use crate::conn::Conn;
 use crate::handshake::ClientHandshake;
 use crate::message::{Command, UserControlEvent, read_status, type_id};
-use crate::{
-    AUDIO_CSID, COMMAND_CSID, CONTROL_CSID, DATA_CSID, RtmpError, STREAM_CSID, VIDEO_CSID,
-};
+use crate::{AUDIO_CSID, COMMAND_CSID, CONTROL_CSID, DATA_CSID, RtmpError, STREAM_CSID, VIDEO_CSID};
 
 /// Settings of a client session.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -149,11 +147,8 @@ pub struct ClientSession {
 impl ClientSession {
     /// A session that starts the handshake (take the output and write it).
     pub fn new(config: ClientConfig) -> Self {
-        let mut handshake = if config.complex_handshake {
-            ClientHandshake::new_complex()
-        } else {
-            ClientHandshake::new()
-        };
+        let mut handshake =
+            if config.complex_handshake { ClientHandshake::new_complex() } else { ClientHandshake::new() };
         let mut conn = Conn::new(config.max_message_size);
         if let Some(c0c1) = handshake.take_output() {
             conn.out.push(Bytes::from(c0c1));
@@ -215,9 +210,7 @@ impl ClientSession {
     /// The message stream id once `createStream` succeeded.
     pub fn stream_id(&self) -> Option<u32> {
         match self.phase {
-            StreamPhase::Starting { stream_id } | StreamPhase::Started { stream_id } => {
-                Some(stream_id)
-            }
+            StreamPhase::Starting { stream_id } | StreamPhase::Started { stream_id } => Some(stream_id),
             _ => None,
         }
     }
@@ -277,12 +270,7 @@ impl ClientSession {
     pub fn close(&mut self) {
         if let Some(stream_id) = self.stream_id() {
             if let Some(Intent::Publish(name)) = self.intent.clone() {
-                let cmd = Command::new(
-                    "FCUnpublish",
-                    self.txn(),
-                    Amf0Value::Null,
-                    vec![Amf0Value::String(name)],
-                );
+                let cmd = Command::new("FCUnpublish", self.txn(), Amf0Value::Null, vec![Amf0Value::String(name)]);
                 self.conn.send_command(COMMAND_CSID, 0, &cmd);
             }
             let cmd = Command::new(
@@ -321,17 +309,11 @@ impl ClientSession {
         header: &[u8],
         payload: &Bytes,
     ) -> Result<(), RtmpError> {
-        let (StreamPhase::Started { stream_id }, Some(Intent::Publish(_))) =
-            (self.phase, &self.intent)
-        else {
-            return Err(RtmpError::InvalidState(
-                "media can only be sent once publishing started",
-            ));
+        let (StreamPhase::Started { stream_id }, Some(Intent::Publish(_))) = (self.phase, &self.intent) else {
+            return Err(RtmpError::InvalidState("media can only be sent once publishing started"));
         };
         let chunk_size = self.conn.encoder.chunk_size() as usize;
-        for piece in encode_shared_chunks(
-            csid, kind, stream_id, timestamp, header, payload, chunk_size,
-        ) {
+        for piece in encode_shared_chunks(csid, kind, stream_id, timestamp, header, payload, chunk_size) {
             self.conn.out.push(piece);
         }
         Ok(())
@@ -340,15 +322,11 @@ impl ClientSession {
     fn send_connect(&mut self, app: &str, tc_url: &str) {
         self.conn.set_out_chunk_size(self.config.chunk_size);
         let window = self.config.window_ack_size.to_be_bytes();
-        self.conn
-            .send(CONTROL_CSID, type_id::WINDOW_ACK_SIZE, 0, 0, &window);
+        self.conn.send(CONTROL_CSID, type_id::WINDOW_ACK_SIZE, 0, 0, &window);
         let object = Amf0Value::object([
             ("app", Amf0Value::string(app)),
             ("type", Amf0Value::string("nonprivate")),
-            (
-                "flashVer",
-                Amf0Value::string("FMLE/3.0 (compatible; ferrocast)"),
-            ),
+            ("flashVer", Amf0Value::string("FMLE/3.0 (compatible; ferrocast)")),
             ("tcUrl", Amf0Value::string(tc_url)),
             ("fpad", Amf0Value::Boolean(false)),
             ("capabilities", Amf0Value::Number(15.0)),
@@ -358,11 +336,7 @@ impl ClientSession {
         ]);
         let txn = self.txn();
         self.connect_txn = Some(txn);
-        self.conn.send_command(
-            COMMAND_CSID,
-            0,
-            &Command::new("connect", txn, object, vec![]),
-        );
+        self.conn.send_command(COMMAND_CSID, 0, &Command::new("connect", txn, object, vec![]));
     }
 
     fn start_stream(&mut self) {
@@ -393,74 +367,49 @@ impl ClientSession {
         match &self.intent {
             Some(Intent::Publish(name)) => {
                 let args = vec![Amf0Value::string(name.clone()), Amf0Value::string("live")];
-                self.conn.send_command(
-                    STREAM_CSID,
-                    stream_id,
-                    &Command::new("publish", txn, Amf0Value::Null, args),
-                );
+                self.conn.send_command(STREAM_CSID, stream_id, &Command::new("publish", txn, Amf0Value::Null, args));
             }
             Some(Intent::Play(name)) => {
                 let name = name.clone();
                 let args = vec![Amf0Value::String(name), Amf0Value::Number(-2.0)];
-                self.conn.send_command(
-                    STREAM_CSID,
-                    stream_id,
-                    &Command::new("play", txn, Amf0Value::Null, args),
-                );
+                self.conn.send_command(STREAM_CSID, stream_id, &Command::new("play", txn, Amf0Value::Null, args));
                 let buffer_ms = self.config.buffer_length_ms;
-                self.conn
-                    .send_user_control(UserControlEvent::SetBufferLength {
-                        stream_id,
-                        buffer_ms,
-                    });
+                self.conn.send_user_control(UserControlEvent::SetBufferLength { stream_id, buffer_ms });
             }
             None => {}
         }
     }
 
     fn dispatch(&mut self, msg: Message) -> Result<(), RtmpError> {
-        let Message {
-            type_id: kind,
-            timestamp,
-            stream_id,
-            payload,
-        } = msg;
+        let Message { type_id: kind, timestamp, stream_id, payload } = msg;
         match kind {
             type_id::AMF0_COMMAND | type_id::AMF3_COMMAND => {
                 let command = Command::parse(kind, &payload)?;
                 self.handle_command(stream_id, command)?;
             }
-            type_id::AUDIO => self
-                .events
-                .push_back(ClientEvent::Audio { timestamp, payload }),
-            type_id::VIDEO => self
-                .events
-                .push_back(ClientEvent::Video { timestamp, payload }),
+            type_id::AGGREGATE => {
+                let msg = Message { type_id: kind, timestamp, stream_id, payload };
+                for sub in crate::message::split_aggregate(&msg) {
+                    if sub.type_id != type_id::AGGREGATE {
+                        self.dispatch(sub)?;
+                    }
+                }
+            }
+            type_id::AUDIO => self.events.push_back(ClientEvent::Audio { timestamp, payload }),
+            type_id::VIDEO => self.events.push_back(ClientEvent::Video { timestamp, payload }),
             type_id::AMF0_DATA | type_id::AMF3_DATA => {
                 let body = crate::message::strip_amf3_prefix(kind, &payload);
                 let offset = payload.len() - body.len();
                 let mut rest = body;
                 let name = amf0::decode(&mut rest).ok();
-                if !matches!(
-                    name.as_ref().and_then(Amf0Value::as_str),
-                    Some("|RtmpSampleAccess" | "onStatus")
-                ) {
-                    self.events.push_back(ClientEvent::Data {
-                        timestamp,
-                        payload: payload.slice(offset..),
-                    });
+                if !matches!(name.as_ref().and_then(Amf0Value::as_str), Some("|RtmpSampleAccess" | "onStatus")) {
+                    self.events.push_back(ClientEvent::Data { timestamp, payload: payload.slice(offset..) });
                 }
             }
             _ => {
-                let msg = Message {
-                    type_id: kind,
-                    timestamp,
-                    stream_id,
-                    payload,
-                };
+                let msg = Message { type_id: kind, timestamp, stream_id, payload };
                 if let Some(UserControlEvent::StreamEof(id)) = self.conn.handle_control(&msg) {
-                    self.events
-                        .push_back(ClientEvent::StreamEof { stream_id: id });
+                    self.events.push_back(ClientEvent::StreamEof { stream_id: id });
                 }
             }
         }
@@ -482,23 +431,17 @@ impl ClientSession {
             "_result" if txn == creating => {
                 let id = cmd.arg(0).and_then(Amf0Value::as_f64).unwrap_or(-1.0);
                 if !(1.0..=f64::from(u32::MAX)).contains(&id) {
-                    return Err(RtmpError::InvalidState(
-                        "createStream answered without a valid stream id",
-                    ));
+                    return Err(RtmpError::InvalidState("createStream answered without a valid stream id"));
                 }
                 self.on_stream_created(id as u32);
             }
             "_error" if txn == self.connect_txn || txn == creating => {
                 let info = cmd.arg(0).unwrap_or(&cmd.command_object);
                 let (_, code, description) = read_status(info);
-                self.events
-                    .push_back(ClientEvent::Error { code, description });
+                self.events.push_back(ClientEvent::Error { code, description });
             }
             "onStatus" => {
-                let info = cmd
-                    .arg(0)
-                    .filter(|a| a.get("code").is_some())
-                    .unwrap_or(&cmd.command_object);
+                let info = cmd.arg(0).filter(|a| a.get("code").is_some()).unwrap_or(&cmd.command_object);
                 let (level, code, description) = read_status(info);
                 let own = match self.phase {
                     StreamPhase::Starting { stream_id: id } => Some(id),
@@ -507,20 +450,13 @@ impl ClientSession {
                 match (code.as_str(), &self.intent, own) {
                     ("NetStream.Publish.Start", Some(Intent::Publish(_)), Some(id)) => {
                         self.phase = StreamPhase::Started { stream_id: id };
-                        self.events
-                            .push_back(ClientEvent::PublishStarted { stream_id: id });
+                        self.events.push_back(ClientEvent::PublishStarted { stream_id: id });
                     }
                     ("NetStream.Play.Start", Some(Intent::Play(_)), Some(id)) => {
                         self.phase = StreamPhase::Started { stream_id: id };
-                        self.events
-                            .push_back(ClientEvent::PlayStarted { stream_id: id });
+                        self.events.push_back(ClientEvent::PlayStarted { stream_id: id });
                     }
-                    _ => self.events.push_back(ClientEvent::Status {
-                        stream_id,
-                        level,
-                        code,
-                        description,
-                    }),
+                    _ => self.events.push_back(ClientEvent::Status { stream_id, level, code, description }),
                 }
             }
             "close" => self.events.push_back(ClientEvent::Disconnected),
@@ -547,11 +483,7 @@ mod tests {
 
     impl FakeServer {
         fn new() -> Self {
-            Self {
-                hs: ServerHandshake::new(),
-                dec: ChunkDecoder::new(),
-                enc: ChunkEncoder::new(),
-            }
+            Self { hs: ServerHandshake::new(), dec: ChunkDecoder::new(), enc: ChunkEncoder::new() }
         }
 
         /// Feeds client output; returns the commands received.
@@ -588,27 +520,14 @@ mod tests {
             client.handle_input(&out)
         }
 
-        fn answer(
-            &mut self,
-            client: &mut ClientSession,
-            name: &str,
-            txn: f64,
-            args: Vec<Amf0Value>,
-        ) {
+        fn answer(&mut self, client: &mut ClientSession, name: &str, txn: f64, args: Vec<Amf0Value>) {
             let cmd = Command::new(name, txn, Amf0Value::Null, args);
-            self.send(client, type_id::AMF0_COMMAND, 0, &cmd.encode())
-                .unwrap();
+            self.send(client, type_id::AMF0_COMMAND, 0, &cmd.encode()).unwrap();
         }
 
         fn status(&mut self, client: &mut ClientSession, stream_id: u32, level: &str, code: &str) {
-            let cmd = Command::new(
-                "onStatus",
-                0.0,
-                Amf0Value::Null,
-                vec![status_object(level, code, "")],
-            );
-            self.send(client, type_id::AMF0_COMMAND, stream_id, &cmd.encode())
-                .unwrap();
+            let cmd = Command::new("onStatus", 0.0, Amf0Value::Null, vec![status_object(level, code, "")]);
+            self.send(client, type_id::AMF0_COMMAND, stream_id, &cmd.encode()).unwrap();
         }
     }
 
@@ -622,51 +541,24 @@ mod tests {
         let mut server = FakeServer::new();
         client.connect("live", "rtmp://localhost/live").unwrap();
         client.publish("stream?key=1").unwrap();
-        assert!(matches!(
-            client.send_video(0, Bytes::from_static(b"x")),
-            Err(RtmpError::InvalidState(_))
-        ));
+        assert!(matches!(client.send_video(0, Bytes::from_static(b"x")), Err(RtmpError::InvalidState(_))));
         let cmds = server.receive(&mut client);
         assert_eq!(names(&cmds), ["connect"]);
         assert_eq!(server.dec.chunk_size(), 4096);
-        assert_eq!(
-            cmds[0]
-                .1
-                .command_object
-                .get("tcUrl")
-                .and_then(Amf0Value::as_str),
-            Some("rtmp://localhost/live")
-        );
-        server.answer(
-            &mut client,
-            "_result",
-            1.0,
-            vec![status_object("status", "NetConnection.Connect.Success", "")],
-        );
+        assert_eq!(cmds[0].1.command_object.get("tcUrl").and_then(Amf0Value::as_str), Some("rtmp://localhost/live"));
+        server.answer(&mut client, "_result", 1.0, vec![status_object("status", "NetConnection.Connect.Success", "")]);
         assert_eq!(client.poll_event(), Some(ClientEvent::Connected));
         let cmds = server.receive(&mut client);
         assert_eq!(names(&cmds), ["releaseStream", "FCPublish", "createStream"]);
-        server.answer(
-            &mut client,
-            "_result",
-            cmds[2].1.transaction_id,
-            vec![Amf0Value::Number(7.0)],
-        );
+        server.answer(&mut client, "_result", cmds[2].1.transaction_id, vec![Amf0Value::Number(7.0)]);
         let cmds = server.receive(&mut client);
         assert_eq!(names(&cmds), ["publish"]);
         assert_eq!(cmds[0].0, 7);
         assert_eq!(cmds[0].1.arg_str(0), Some("stream?key=1"));
         server.status(&mut client, 7, "status", "NetStream.Publish.Start");
-        assert_eq!(
-            client.poll_event(),
-            Some(ClientEvent::PublishStarted { stream_id: 7 })
-        );
-        client
-            .send_metadata(Bytes::from(amf0::to_vec(&Amf0Value::string("onMetaData"))))
-            .unwrap();
-        client
-            .send_video(40, Bytes::from(vec![9u8; 10_000]))
-            .unwrap();
+        assert_eq!(client.poll_event(), Some(ClientEvent::PublishStarted { stream_id: 7 }));
+        client.send_metadata(Bytes::from(amf0::to_vec(&Amf0Value::string("onMetaData")))).unwrap();
+        client.send_video(40, Bytes::from(vec![9u8; 10_000])).unwrap();
         client.close();
         let mut all = Vec::new();
         while let Some(b) = client.take_output() {
@@ -675,20 +567,11 @@ mod tests {
         server.dec.feed(&all);
         let meta = server.dec.next_message().unwrap().unwrap();
         assert_eq!((meta.type_id, meta.stream_id), (type_id::AMF0_DATA, 7));
-        assert_eq!(
-            amf0::decode_all(&meta.payload).unwrap()[0].as_str(),
-            Some("@setDataFrame")
-        );
+        assert_eq!(amf0::decode_all(&meta.payload).unwrap()[0].as_str(), Some("@setDataFrame"));
         let video = server.dec.next_message().unwrap().unwrap();
-        assert_eq!(
-            (video.type_id, video.timestamp, video.payload.len()),
-            (type_id::VIDEO, 40, 10_000)
-        );
+        assert_eq!((video.type_id, video.timestamp, video.payload.len()), (type_id::VIDEO, 40, 10_000));
         let unpub = server.dec.next_message().unwrap().unwrap();
-        assert_eq!(
-            Command::parse(unpub.type_id, &unpub.payload).unwrap().name,
-            "FCUnpublish"
-        );
+        assert_eq!(Command::parse(unpub.type_id, &unpub.payload).unwrap().name, "FCUnpublish");
     }
 
     #[test]
@@ -701,48 +584,24 @@ mod tests {
         client.play("s").unwrap();
         let cmds = server.receive(&mut client);
         assert_eq!(names(&cmds), ["createStream"]);
-        server.answer(
-            &mut client,
-            "_result",
-            cmds[0].1.transaction_id,
-            vec![Amf0Value::Number(1.0)],
-        );
+        server.answer(&mut client, "_result", cmds[0].1.transaction_id, vec![Amf0Value::Number(1.0)]);
         let cmds = server.receive(&mut client);
         assert_eq!(names(&cmds), ["play"]);
         assert_eq!(client.stream_id(), Some(1));
         server.status(&mut client, 1, "status", "NetStream.Play.Reset");
         server.status(&mut client, 1, "status", "NetStream.Play.Start");
         let mut sample = Vec::new();
-        amf0::encode_all(
-            &[
-                Amf0Value::string("|RtmpSampleAccess"),
-                Amf0Value::Boolean(true),
-            ],
-            &mut sample,
-        );
-        server
-            .send(&mut client, type_id::AMF0_DATA, 1, &sample)
-            .unwrap();
-        server
-            .send(
-                &mut client,
-                type_id::AMF0_DATA,
-                1,
-                &amf0::to_vec(&Amf0Value::string("onMetaData")),
-            )
-            .unwrap();
+        amf0::encode_all(&[Amf0Value::string("|RtmpSampleAccess"), Amf0Value::Boolean(true)], &mut sample);
+        server.send(&mut client, type_id::AMF0_DATA, 1, &sample).unwrap();
+        server.send(&mut client, type_id::AMF0_DATA, 1, &amf0::to_vec(&Amf0Value::string("onMetaData"))).unwrap();
         server.send(&mut client, type_id::VIDEO, 1, b"v").unwrap();
         server.send(&mut client, type_id::AUDIO, 1, b"a").unwrap();
         let mut eof = BytesMut::new();
         UserControlEvent::StreamEof(1).encode(&mut eof);
-        server
-            .send(&mut client, type_id::USER_CONTROL, 0, &eof)
-            .unwrap();
+        server.send(&mut client, type_id::USER_CONTROL, 0, &eof).unwrap();
         server.answer(&mut client, "close", 0.0, vec![]);
         let events: Vec<ClientEvent> = std::iter::from_fn(|| client.poll_event()).collect();
-        assert!(
-            matches!(&events[1], ClientEvent::Status { code, .. } if code == "NetStream.Play.Reset")
-        );
+        assert!(matches!(&events[1], ClientEvent::Status { code, .. } if code == "NetStream.Play.Reset"));
         assert_eq!(events[2], ClientEvent::PlayStarted { stream_id: 1 });
         assert!(matches!(&events[3], ClientEvent::Data { .. }));
         assert!(matches!(&events[4], ClientEvent::Video { payload, .. } if &payload[..] == b"v"));
@@ -759,16 +618,7 @@ mod tests {
         client.connect("live", "rtmp://h/live").unwrap();
         assert!(client.connect("live", "rtmp://h/live").is_err());
         server.receive(&mut client);
-        server.answer(
-            &mut client,
-            "_error",
-            1.0,
-            vec![status_object(
-                "error",
-                "NetConnection.Connect.Rejected",
-                "no",
-            )],
-        );
+        server.answer(&mut client, "_error", 1.0, vec![status_object("error", "NetConnection.Connect.Rejected", "no")]);
         assert!(
             matches!(client.poll_event(), Some(ClientEvent::Error { code, .. }) if code == "NetConnection.Connect.Rejected")
         );
@@ -781,16 +631,28 @@ mod tests {
         server.receive(&mut client);
         server.answer(&mut client, "_result", 1.0, vec![]);
         let cmds = server.receive(&mut client);
-        let cmd = Command::new(
-            "_result",
-            cmds[0].1.transaction_id,
-            Amf0Value::Null,
-            vec![Amf0Value::string("x")],
-        );
+        let cmd = Command::new("_result", cmds[0].1.transaction_id, Amf0Value::Null, vec![Amf0Value::string("x")]);
         assert!(matches!(
             server.send(&mut client, type_id::AMF0_COMMAND, 0, &cmd.encode()),
             Err(RtmpError::InvalidState(_))
         ));
+    }
+
+    #[test]
+    fn aggregate_messages_become_media_events() {
+        let mut client = ClientSession::new(ClientConfig::default());
+        let mut server = FakeServer::new();
+        client.connect("live", "rtmp://h/live").unwrap();
+        server.receive(&mut client);
+        // One video tag (timestamp 7) in an aggregate stamped 100.
+        let mut body = vec![9, 0, 0, 2, 0, 0, 7, 0, 0, 0, 0, b'v', b'1'];
+        body.extend_from_slice(&13u32.to_be_bytes());
+        server.send(&mut client, type_id::AGGREGATE, 1, &body).unwrap();
+        server.answer(&mut client, "_result", 1.0, vec![]);
+        assert!(
+            matches!(client.poll_event(), Some(ClientEvent::Video { timestamp: 0, payload }) if &payload[..] == b"v1")
+        );
+        assert_eq!(client.poll_event(), Some(ClientEvent::Connected));
     }
 
     #[test]
@@ -799,22 +661,11 @@ mod tests {
         let mut server = FakeServer::new();
         client.connect("live", "rtmp://h/live").unwrap();
         server.receive(&mut client);
-        server
-            .send(
-                &mut client,
-                type_id::WINDOW_ACK_SIZE,
-                0,
-                &1000u32.to_be_bytes(),
-            )
-            .unwrap();
+        server.send(&mut client, type_id::WINDOW_ACK_SIZE, 0, &1000u32.to_be_bytes()).unwrap();
         let mut ping = BytesMut::new();
         UserControlEvent::PingRequest(5).encode(&mut ping);
-        server
-            .send(&mut client, type_id::USER_CONTROL, 0, &ping)
-            .unwrap();
-        server
-            .send(&mut client, type_id::VIDEO, 1, &[0u8; 1200])
-            .unwrap();
+        server.send(&mut client, type_id::USER_CONTROL, 0, &ping).unwrap();
+        server.send(&mut client, type_id::VIDEO, 1, &[0u8; 1200]).unwrap();
         let mut all = Vec::new();
         while let Some(b) = client.take_output() {
             all.extend_from_slice(&b);

@@ -71,31 +71,16 @@ impl Conn {
     /// Counts received bytes (handshake included) and sends an Acknowledgement when a window is full.
     pub(crate) fn count_input(&mut self, n: usize) {
         self.bytes_in = self.bytes_in.wrapping_add(n as u64);
-        if self.ack_window > 0
-            && self.bytes_in.wrapping_sub(self.acked_at) >= u64::from(self.ack_window)
-        {
+        if self.ack_window > 0 && self.bytes_in.wrapping_sub(self.acked_at) >= u64::from(self.ack_window) {
             self.acked_at = self.bytes_in;
             // The sequence number is the byte count modulo 2^32.
             let seq = (self.bytes_in & 0xFFFF_FFFF) as u32;
-            self.send(
-                CONTROL_CSID,
-                type_id::ACKNOWLEDGEMENT,
-                0,
-                0,
-                &seq.to_be_bytes(),
-            );
+            self.send(CONTROL_CSID, type_id::ACKNOWLEDGEMENT, 0, 0, &seq.to_be_bytes());
         }
     }
 
     /// Encodes one message into the output queue (dropped if longer than the 24-bit length field allows).
-    pub(crate) fn send(
-        &mut self,
-        csid: u32,
-        type_id: u8,
-        stream_id: u32,
-        timestamp: u32,
-        payload: &[u8],
-    ) {
+    pub(crate) fn send(&mut self, csid: u32, type_id: u8, stream_id: u32, timestamp: u32, payload: &[u8]) {
         let encoder = &self.encoder;
         encoder.encode(csid, type_id, stream_id, timestamp, payload, self.out.buf());
     }
@@ -122,13 +107,7 @@ impl Conn {
     /// Announces and switches to a new outbound chunk size.
     pub(crate) fn set_out_chunk_size(&mut self, size: u32) {
         let size = size.clamp(1, crate::chunk::MAX_CHUNK_SIZE);
-        self.send(
-            CONTROL_CSID,
-            type_id::SET_CHUNK_SIZE,
-            0,
-            0,
-            &message::set_chunk_size_payload(size),
-        );
+        self.send(CONTROL_CSID, type_id::SET_CHUNK_SIZE, 0, 0, &message::set_chunk_size_payload(size));
         self.encoder.set_chunk_size(size);
     }
 
@@ -203,22 +182,11 @@ mod tests {
 
         let mut ping = BytesMut::new();
         UserControlEvent::PingRequest(99).encode(&mut ping);
-        let msg = Message {
-            type_id: type_id::USER_CONTROL,
-            timestamp: 0,
-            stream_id: 0,
-            payload: ping.freeze(),
-        };
-        assert_eq!(
-            conn.handle_control(&msg),
-            Some(UserControlEvent::PingRequest(99))
-        );
+        let msg = Message { type_id: type_id::USER_CONTROL, timestamp: 0, stream_id: 0, payload: ping.freeze() };
+        assert_eq!(conn.handle_control(&msg), Some(UserControlEvent::PingRequest(99)));
         dec.feed(&drain(&mut conn.out));
         let pong = dec.next_message().unwrap().unwrap();
-        assert_eq!(
-            UserControlEvent::parse(&pong.payload),
-            Ok(UserControlEvent::PingResponse(99))
-        );
+        assert_eq!(UserControlEvent::parse(&pong.payload), Ok(UserControlEvent::PingResponse(99)));
     }
 
     #[test]
@@ -228,10 +196,7 @@ mod tests {
         conn.send(3, type_id::AMF0_COMMAND, 0, 0, &[5u8; 1000]);
         let mut dec = ChunkDecoder::new();
         dec.feed(&drain(&mut conn.out));
-        assert_eq!(
-            dec.next_message().unwrap().unwrap().type_id,
-            type_id::SET_CHUNK_SIZE
-        );
+        assert_eq!(dec.next_message().unwrap().unwrap().type_id, type_id::SET_CHUNK_SIZE);
         assert_eq!(dec.next_message().unwrap().unwrap().payload.len(), 1000);
     }
 }

@@ -55,12 +55,7 @@ fn digest_offset(packet: &Packet, schema: Schema) -> usize {
         Schema::KeyFirst => 772,
         Schema::DigestFirst => 8,
     };
-    let sum: usize = packet
-        .iter()
-        .skip(base)
-        .take(4)
-        .map(|&b| usize::from(b))
-        .sum();
+    let sum: usize = packet.iter().skip(base).take(4).map(|&b| usize::from(b)).sum();
     base + 4 + sum % 728
 }
 
@@ -88,13 +83,11 @@ fn stored_digest(packet: &Packet, offset: usize) -> &[u8] {
 
 /// Finds a valid digest in a C1 (`key` = player key) or S1 (`key` = server key), trying both layouts.
 fn find_digest(packet: &Packet, key: &[u8]) -> Option<(Schema, [u8; DIGEST_LEN])> {
-    [Schema::DigestFirst, Schema::KeyFirst]
-        .into_iter()
-        .find_map(|schema| {
-            let offset = digest_offset(packet, schema);
-            let digest = packet_digest(packet, offset, key);
-            (stored_digest(packet, offset) == digest).then_some((schema, digest))
-        })
+    [Schema::DigestFirst, Schema::KeyFirst].into_iter().find_map(|schema| {
+        let offset = digest_offset(packet, schema);
+        let digest = packet_digest(packet, offset, key);
+        (stored_digest(packet, offset) == digest).then_some((schema, digest))
+    })
 }
 
 /// Writes a digest into `packet` for `schema`, returning it.
@@ -193,11 +186,7 @@ impl ServerHandshake {
             self.stage = ServerStage::C2;
         }
         if self.stage == ServerStage::C2 {
-            used += fill(
-                &mut self.buf,
-                HANDSHAKE_SIZE,
-                data.get(used..).unwrap_or_default(),
-            );
+            used += fill(&mut self.buf, HANDSHAKE_SIZE, data.get(used..).unwrap_or_default());
             if self.buf.len() == HANDSHAKE_SIZE {
                 // C2 is not validated: neither nginx-rtmp nor SRS do, and some clients get it wrong.
                 self.stage = ServerStage::Done;
@@ -226,8 +215,7 @@ impl ServerHandshake {
                 }
                 imprint_digest(&mut s1, schema, &SERVER_KEY[..SERVER_KEY_PUBLIC]);
                 self.output.extend_from_slice(&s1);
-                self.output
-                    .extend_from_slice(&complex_response(&c1_digest, SERVER_KEY));
+                self.output.extend_from_slice(&complex_response(&c1_digest, SERVER_KEY));
             }
             None => {
                 // Simple: S1 version zero (so players skip digest checks), S2 echoes C1.
@@ -301,11 +289,7 @@ impl ClientHandshake {
             v.copy_from_slice(if complex { &CLIENT_VERSION } else { &[0; 4] });
         }
         if complex {
-            c1_digest = Some(imprint_digest(
-                &mut c1,
-                Schema::DigestFirst,
-                &PLAYER_KEY[..PLAYER_KEY_PUBLIC],
-            ));
+            c1_digest = Some(imprint_digest(&mut c1, Schema::DigestFirst, &PLAYER_KEY[..PLAYER_KEY_PUBLIC]));
         }
         let mut output = Vec::with_capacity(1 + HANDSHAKE_SIZE);
         output.push(RTMP_VERSION);
@@ -339,20 +323,14 @@ impl ClientHandshake {
                 None => None,
             };
             match s1_digest {
-                Some((_, digest)) => self
-                    .output
-                    .extend_from_slice(&complex_response(&digest, PLAYER_KEY)),
+                Some((_, digest)) => self.output.extend_from_slice(&complex_response(&digest, PLAYER_KEY)),
                 None => self.output.extend_from_slice(&s1),
             }
             self.buf.clear();
             self.stage = ClientStage::S2;
         }
         if self.stage == ClientStage::S2 {
-            used += fill(
-                &mut self.buf,
-                HANDSHAKE_SIZE,
-                data.get(used..).unwrap_or_default(),
-            );
+            used += fill(&mut self.buf, HANDSHAKE_SIZE, data.get(used..).unwrap_or_default());
             if self.buf.len() == HANDSHAKE_SIZE {
                 if let Some(c1_digest) = self.c1_digest {
                     let s2 = to_packet(&self.buf);
@@ -433,10 +411,7 @@ mod tests {
         let out = server.take_output().unwrap();
         let s1 = to_packet(&out[1..1 + HANDSHAKE_SIZE]);
         assert_eq!(&s1[4..8], &SERVER_VERSION);
-        assert_eq!(
-            find_digest(&s1, &SERVER_KEY[..SERVER_KEY_PUBLIC]).map(|d| d.0),
-            Some(Schema::KeyFirst)
-        );
+        assert_eq!(find_digest(&s1, &SERVER_KEY[..SERVER_KEY_PUBLIC]).map(|d| d.0), Some(Schema::KeyFirst));
         let s2 = &out[1 + HANDSHAKE_SIZE..];
         let key = hmac_sha256(SERVER_KEY, &[&digest]);
         assert_eq!(&s2[1504..], &hmac_sha256(&key, &[&s2[..1504]])[..]);
@@ -469,18 +444,9 @@ mod tests {
 
     #[test]
     fn wrong_version_is_rejected() {
-        assert_eq!(
-            ServerHandshake::new().feed(&[6]),
-            Err(HandshakeError::UnsupportedVersion(6))
-        );
-        assert_eq!(
-            ServerHandshake::new().feed(b"GET / HTTP/1.1"),
-            Err(HandshakeError::UnsupportedVersion(b'G'))
-        );
+        assert_eq!(ServerHandshake::new().feed(&[6]), Err(HandshakeError::UnsupportedVersion(6)));
+        assert_eq!(ServerHandshake::new().feed(b"GET / HTTP/1.1"), Err(HandshakeError::UnsupportedVersion(b'G')));
         let mut client = ClientHandshake::new();
-        assert_eq!(
-            client.feed(&[0x16]),
-            Err(HandshakeError::UnsupportedVersion(0x16))
-        );
+        assert_eq!(client.feed(&[0x16]), Err(HandshakeError::UnsupportedVersion(0x16)));
     }
 }

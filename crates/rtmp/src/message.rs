@@ -1,6 +1,8 @@
 //! RTMP message types: type ids, protocol control messages, user control events and commands.
 
 use bytes::{BufMut, BytesMut};
+
+use crate::chunk::Message;
 use ferrocast_formats::amf0::{self, Amf0Error, Amf0Value};
 use thiserror::Error;
 
@@ -158,14 +160,9 @@ impl UserControlEvent {
             Self::StreamBegin(id) => (user_control::STREAM_BEGIN, Some(id), None),
             Self::StreamEof(id) => (user_control::STREAM_EOF, Some(id), None),
             Self::StreamDry(id) => (user_control::STREAM_DRY, Some(id), None),
-            Self::SetBufferLength {
-                stream_id,
-                buffer_ms,
-            } => (
-                user_control::SET_BUFFER_LENGTH,
-                Some(stream_id),
-                Some(buffer_ms),
-            ),
+            Self::SetBufferLength { stream_id, buffer_ms } => {
+                (user_control::SET_BUFFER_LENGTH, Some(stream_id), Some(buffer_ms))
+            }
             Self::StreamIsRecorded(id) => (user_control::STREAM_IS_RECORDED, Some(id), None),
             Self::PingRequest(t) => (user_control::PING_REQUEST, Some(t), None),
             Self::PingResponse(t) => (user_control::PING_RESPONSE, Some(t), None),
@@ -196,18 +193,8 @@ pub struct Command {
 
 impl Command {
     /// Builds a command.
-    pub fn new(
-        name: &str,
-        transaction_id: f64,
-        command_object: Amf0Value,
-        args: Vec<Amf0Value>,
-    ) -> Self {
-        Self {
-            name: name.to_owned(),
-            transaction_id,
-            command_object,
-            args,
-        }
+    pub fn new(name: &str, transaction_id: f64, command_object: Amf0Value, args: Vec<Amf0Value>) -> Self {
+        Self { name: name.to_owned(), transaction_id, command_object, args }
     }
 
     /// Parses a command payload. `type_id` tells whether it is an AMF3 command, whose first byte (the format
@@ -221,12 +208,7 @@ impl Command {
         };
         let transaction_id = values.next().and_then(|v| v.as_f64()).unwrap_or(0.0);
         let command_object = values.next().unwrap_or(Amf0Value::Null);
-        Ok(Self {
-            name,
-            transaction_id,
-            command_object,
-            args: values.collect(),
-        })
+        Ok(Self { name, transaction_id, command_object, args: values.collect() })
     }
 
     /// Serializes the command as an AMF0 command payload.
@@ -253,30 +235,57 @@ impl Command {
 /// Skips the leading format byte of AMF3 command/data messages (types 17 and 15) when it is 0 (AMF0 follows).
 pub fn strip_amf3_prefix(type_id: u8, payload: &[u8]) -> &[u8] {
     match (type_id, payload.first()) {
-        (type_id::AMF3_COMMAND | type_id::AMF3_DATA, Some(0)) => {
-            payload.get(1..).unwrap_or_default()
-        }
+        (type_id::AMF3_COMMAND | type_id::AMF3_DATA, Some(0)) => payload.get(1..).unwrap_or_default(),
         _ => payload,
     }
 }
 
 /// The AMF0 info object of an `onStatus` or `_result`/`_error` answer.
 pub fn status_object(level: &str, code: &str, description: &str) -> Amf0Value {
-    Amf0Value::object([
-        ("level", Amf0Value::string(level)),
-        ("code", Amf0Value::string(code)),
-        ("description", Amf0Value::string(description)),
-    ])
+    Amf0Value::Object(status_properties(level, code, description))
+}
+
+/// The properties of [`status_object`], to extend with more (e.g. `objectEncoding`).
+pub fn status_properties(level: &str, code: &str, description: &str) -> Vec<(String, Amf0Value)> {
+    vec![
+        ("level".to_owned(), Amf0Value::string(level)),
+        ("code".to_owned(), Amf0Value::string(code)),
+        ("description".to_owned(), Amf0Value::string(description)),
+    ]
+}
+
+/// Splits an aggregate message (type 22: FLV tags back to back, each followed by its 4-byte size) into its
+/// sub-messages, zero-copy. Timestamps are shifted so the first sub-message gets the aggregate's timestamp;
+/// the stream id is the aggregate's. A truncated tail is ignored.
+pub fn split_aggregate(msg: &Message) -> Vec<Message> {
+    const TAG_HEADER: usize = 11;
+    let payload = &msg.payload;
+    let mut out = Vec::new();
+    let mut pos = 0;
+    let mut shift = None;
+    while let Some(h) = payload.get(pos..pos + TAG_HEADER) {
+        let &[kind, s0, s1, s2, t0, t1, t2, t3, ..] = h else { break };
+        let size = u32::from_be_bytes([0, s0, s1, s2]) as usize;
+        let start = pos + TAG_HEADER;
+        if payload.len() < start + size {
+            break;
+        }
+        let tag_ts = u32::from_be_bytes([t3, t0, t1, t2]);
+        let shift = *shift.get_or_insert(msg.timestamp.wrapping_sub(tag_ts));
+        out.push(Message {
+            type_id: kind,
+            timestamp: tag_ts.wrapping_add(shift),
+            stream_id: msg.stream_id,
+            payload: payload.slice(start..start + size),
+        });
+        pos = start + size + 4;
+    }
+    out
 }
 
 /// Reads `(level, code, description)` from an info object, with empty strings for missing fields.
 pub fn read_status(info: &Amf0Value) -> (String, String, String) {
-    let field = |key| {
-        info.get(key)
-            .and_then(Amf0Value::as_str)
-            .unwrap_or_default()
-            .to_owned()
-    };
+    let field = |key| info.get(key).and_then(Amf0Value::as_str).unwrap_or_default().to_owned();
     (field("level"), field("code"), field("description"))
 }
 
@@ -290,10 +299,7 @@ mod tests {
             UserControlEvent::StreamBegin(1),
             UserControlEvent::StreamEof(2),
             UserControlEvent::StreamDry(3),
-            UserControlEvent::SetBufferLength {
-                stream_id: 1,
-                buffer_ms: 3000,
-            },
+            UserControlEvent::SetBufferLength { stream_id: 1, buffer_ms: 3000 },
             UserControlEvent::StreamIsRecorded(4),
             UserControlEvent::PingRequest(0xdead_beef),
             UserControlEvent::PingResponse(7),
@@ -315,12 +321,8 @@ mod tests {
 
     #[test]
     fn command_roundtrip_and_amf3_prefix() {
-        let cmd = Command::new(
-            "publish",
-            5.0,
-            Amf0Value::Null,
-            vec![Amf0Value::string("s"), Amf0Value::string("live")],
-        );
+        let cmd =
+            Command::new("publish", 5.0, Amf0Value::Null, vec![Amf0Value::string("s"), Amf0Value::string("live")]);
         let bytes = cmd.encode();
         assert_eq!(Command::parse(type_id::AMF0_COMMAND, &bytes).unwrap(), cmd);
         let mut amf3 = vec![0u8];
@@ -338,47 +340,46 @@ mod tests {
         let cmd = Command::parse(type_id::AMF0_COMMAND, &bytes).unwrap();
         assert_eq!(cmd.transaction_id, 0.0);
         assert_eq!(cmd.command_object, Amf0Value::Null);
-        assert_eq!(
-            Command::parse(type_id::AMF0_COMMAND, &[]),
-            Err(MessageError::NoCommandName)
-        );
-        assert_eq!(
-            Command::parse(type_id::AMF0_COMMAND, &[0x05]),
-            Err(MessageError::NoCommandName)
-        );
-        assert!(matches!(
-            Command::parse(type_id::AMF0_COMMAND, &[0x02, 0, 9]),
-            Err(MessageError::Amf0(_))
-        ));
+        assert_eq!(Command::parse(type_id::AMF0_COMMAND, &[]), Err(MessageError::NoCommandName));
+        assert_eq!(Command::parse(type_id::AMF0_COMMAND, &[0x05]), Err(MessageError::NoCommandName));
+        assert!(matches!(Command::parse(type_id::AMF0_COMMAND, &[0x02, 0, 9]), Err(MessageError::Amf0(_))));
     }
 
     #[test]
     fn control_payloads() {
         assert_eq!(read_u32(&set_chunk_size_payload(4096), "x"), Ok(4096));
-        assert_eq!(
-            set_chunk_size_payload(0xFFFF_FFFF),
-            [0x7f, 0xff, 0xff, 0xff]
-        );
-        assert_eq!(
-            set_peer_bandwidth_payload(2_500_000, bandwidth_limit::DYNAMIC)[4],
-            2
-        );
-        assert_eq!(
-            read_u32(&[1, 2], "x"),
-            Err(MessageError::Truncated { what: "x" })
-        );
+        assert_eq!(set_chunk_size_payload(0xFFFF_FFFF), [0x7f, 0xff, 0xff, 0xff]);
+        assert_eq!(set_peer_bandwidth_payload(2_500_000, bandwidth_limit::DYNAMIC)[4], 2);
+        assert_eq!(read_u32(&[1, 2], "x"), Err(MessageError::Truncated { what: "x" }));
+    }
+
+    #[test]
+    fn aggregate_is_split_with_shifted_timestamps() {
+        let mut body = Vec::new();
+        for (kind, ts, data) in [(9u8, 1000u32, &b"video"[..]), (8, 1023, &b"au"[..])] {
+            body.push(kind);
+            body.extend_from_slice(&(data.len() as u32).to_be_bytes()[1..]);
+            body.extend_from_slice(&ts.to_be_bytes()[1..]);
+            body.push((ts >> 24) as u8);
+            body.extend_from_slice(&[0, 0, 0]);
+            body.extend_from_slice(data);
+            body.extend_from_slice(&(11 + data.len() as u32).to_be_bytes());
+        }
+        body.extend_from_slice(&[9, 0, 0, 50]); // truncated tail
+        let msg = Message { type_id: type_id::AGGREGATE, timestamp: 5000, stream_id: 1, payload: body.into() };
+        let subs = split_aggregate(&msg);
+        assert_eq!(subs.len(), 2);
+        assert_eq!((subs[0].type_id, subs[0].timestamp, &subs[0].payload[..]), (9, 5000, &b"video"[..]));
+        assert_eq!((subs[1].type_id, subs[1].timestamp, &subs[1].payload[..]), (8, 5023, &b"au"[..]));
+        assert!(subs.iter().all(|m| m.stream_id == 1));
+        let empty = Message { type_id: type_id::AGGREGATE, timestamp: 0, stream_id: 1, payload: bytes::Bytes::new() };
+        assert!(split_aggregate(&empty).is_empty());
     }
 
     #[test]
     fn status_object_fields() {
         let info = status_object("status", "NetStream.Play.Start", "go");
-        assert_eq!(
-            read_status(&info),
-            ("status".into(), "NetStream.Play.Start".into(), "go".into())
-        );
-        assert_eq!(
-            read_status(&Amf0Value::Null),
-            (String::new(), String::new(), String::new())
-        );
+        assert_eq!(read_status(&info), ("status".into(), "NetStream.Play.Start".into(), "go".into()));
+        assert_eq!(read_status(&Amf0Value::Null), (String::new(), String::new(), String::new()));
     }
 }

@@ -306,12 +306,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Connection<S> {
                     Role::Publishing { stream_id: s, .. } | Role::Playing { stream_id: s, .. } => *s == stream_id,
                     Role::Idle => false,
                 };
-                if ours {
-                    if let Role::Publishing { publisher, .. } = std::mem::replace(&mut self.role, Role::Idle) {
-                        info!(stream = %publisher.publisher.key(), "unpublished by the client");
-                        self.hub.metrics().protocol(self.options.protocol).publishers.fetch_sub(1, Ordering::Relaxed);
-                        publisher.publisher.close(EndReason::PublisherClosed);
-                    }
+                // The stream this connection publishes or plays was closed by the client: a publisher's session
+                // ends now (viewers then wait out the grace period); a player just stops.
+                if ours && let Role::Publishing { publisher, .. } = std::mem::replace(&mut self.role, Role::Idle) {
+                    info!(stream = %publisher.publisher.key(), "unpublished by the client");
+                    self.hub.metrics().protocol(self.options.protocol).publishers.fetch_sub(1, Ordering::Relaxed);
+                    publisher.publisher.close(EndReason::PublisherClosed);
                 }
             }
             ServerEvent::Pause { .. } => {}
@@ -451,12 +451,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Connection<S> {
     async fn write_batch(&mut self, batch: &[Arc<Entry>], skipped: u64, stream_id: u32) -> Result<(), String> {
         self.flush_session().await?;
         let mut owned: Vec<Bytes> = Vec::new();
-        if skipped > 0 {
-            if let Role::Playing { subscriber, .. } = &self.role {
-                debug!(stream = %subscriber.key(), skipped, "slow rtmp viewer skipped frames");
-                let tracks = subscriber.current_tracks();
-                owned.extend(self.config_chunks(&tracks, 0, stream_id));
-            }
+        if skipped > 0
+            && let Role::Playing { subscriber, .. } = &self.role
+        {
+            debug!(stream = %subscriber.key(), skipped, "slow rtmp viewer skipped frames");
+            let tracks = subscriber.current_tracks();
+            owned.extend(self.config_chunks(&tracks, 0, stream_id));
         }
         let shared = stream_id == SHARED_STREAM_ID;
         if !shared {

@@ -14,7 +14,8 @@ use crate::chunk::{DEFAULT_MAX_MESSAGE_SIZE, Message};
 use crate::conn::Conn;
 use crate::handshake::ServerHandshake;
 use crate::message::{
-    Command, UserControlEvent, bandwidth_limit, set_peer_bandwidth_payload, status_object, type_id,
+    Command, UserControlEvent, bandwidth_limit, set_peer_bandwidth_payload, split_aggregate, status_object,
+    status_properties, type_id,
 };
 use crate::{COMMAND_CSID, CONTROL_CSID, RtmpError, STREAM_CSID};
 
@@ -130,10 +131,7 @@ pub enum ServerEvent {
 #[derive(Debug, Clone, PartialEq)]
 enum ConnectState {
     AwaitingConnect,
-    Pending {
-        transaction_id: f64,
-        object_encoding: f64,
-    },
+    Pending { transaction_id: f64, object_encoding: f64 },
     Accepted,
     Rejected,
 }
@@ -225,47 +223,22 @@ impl ServerSession {
     /// Accepts a pending `connect`: sends Window Acknowledgement Size, Set Peer Bandwidth, Set Chunk Size and
     /// the `_result` (`NetConnection.Connect.Success`). Does nothing if no `connect` is pending.
     pub fn accept_connect(&mut self) {
-        let ConnectState::Pending {
-            transaction_id,
-            object_encoding,
-        } = self.connect
-        else {
+        let ConnectState::Pending { transaction_id, object_encoding } = self.connect else {
             return;
         };
         self.connect = ConnectState::Accepted;
         let conn = &mut self.conn;
-        conn.send(
-            CONTROL_CSID,
-            type_id::WINDOW_ACK_SIZE,
-            0,
-            0,
-            &self.config.window_ack_size.to_be_bytes(),
-        );
-        let bandwidth =
-            set_peer_bandwidth_payload(self.config.peer_bandwidth, bandwidth_limit::DYNAMIC);
+        conn.send(CONTROL_CSID, type_id::WINDOW_ACK_SIZE, 0, 0, &self.config.window_ack_size.to_be_bytes());
+        let bandwidth = set_peer_bandwidth_payload(self.config.peer_bandwidth, bandwidth_limit::DYNAMIC);
         conn.send(CONTROL_CSID, type_id::SET_PEER_BANDWIDTH, 0, 0, &bandwidth);
         conn.set_out_chunk_size(self.config.chunk_size);
         let properties = Amf0Value::object([
             ("fmsVer", Amf0Value::string("FMS/3,0,1,123")),
             ("capabilities", Amf0Value::Number(31.0)),
         ]);
-        let Amf0Value::Object(mut info) = status_object(
-            "status",
-            "NetConnection.Connect.Success",
-            "Connection succeeded.",
-        ) else {
-            return;
-        };
-        info.push((
-            "objectEncoding".to_owned(),
-            Amf0Value::Number(object_encoding),
-        ));
-        let result = Command::new(
-            "_result",
-            transaction_id,
-            properties,
-            vec![Amf0Value::Object(info)],
-        );
+        let mut info = status_properties("status", "NetConnection.Connect.Success", "Connection succeeded.");
+        info.push(("objectEncoding".to_owned(), Amf0Value::Number(object_encoding)));
+        let result = Command::new("_result", transaction_id, properties, vec![Amf0Value::Object(info)]);
         conn.send_command(COMMAND_CSID, 0, &result);
     }
 
@@ -283,18 +256,10 @@ impl ServerSession {
 
     /// Accepts a `publish`: sends `NetStream.Publish.Start`.
     pub fn accept_publish(&mut self, stream_id: u32) {
-        if !self
-            .stream(stream_id)
-            .is_some_and(|s| matches!(s.role, Role::Publishing { .. }))
-        {
+        if !self.stream(stream_id).is_some_and(|s| matches!(s.role, Role::Publishing { .. })) {
             return;
         }
-        self.send_status(
-            stream_id,
-            "status",
-            "NetStream.Publish.Start",
-            "Start publishing.",
-        );
+        self.send_status(stream_id, "status", "NetStream.Publish.Start", "Start publishing.");
     }
 
     /// Rejects a `publish` with an error status (e.g. `NetStream.Publish.BadName`); media on that stream is
@@ -315,30 +280,14 @@ impl ServerSession {
             return;
         };
         slot.role = Role::Playing;
-        self.conn
-            .send_user_control(UserControlEvent::StreamBegin(stream_id));
-        self.send_status(
-            stream_id,
-            "status",
-            "NetStream.Play.Reset",
-            "Playing and resetting stream.",
-        );
-        self.send_status(
-            stream_id,
-            "status",
-            "NetStream.Play.Start",
-            "Started playing stream.",
-        );
-        let sample_access = [
-            Amf0Value::string("|RtmpSampleAccess"),
-            Amf0Value::Boolean(true),
-            Amf0Value::Boolean(true),
-        ];
+        self.conn.send_user_control(UserControlEvent::StreamBegin(stream_id));
+        self.send_status(stream_id, "status", "NetStream.Play.Reset", "Playing and resetting stream.");
+        self.send_status(stream_id, "status", "NetStream.Play.Start", "Started playing stream.");
+        let sample_access =
+            [Amf0Value::string("|RtmpSampleAccess"), Amf0Value::Boolean(true), Amf0Value::Boolean(true)];
         self.conn.send_data(STREAM_CSID, stream_id, &sample_access);
-        let data_start = [
-            Amf0Value::string("onStatus"),
-            Amf0Value::object([("code", Amf0Value::string("NetStream.Data.Start"))]),
-        ];
+        let data_start =
+            [Amf0Value::string("onStatus"), Amf0Value::object([("code", Amf0Value::string("NetStream.Data.Start"))])];
         self.conn.send_data(STREAM_CSID, stream_id, &data_start);
     }
 
@@ -353,39 +302,20 @@ impl ServerSession {
 
     /// Sends an `onStatus` command on a message stream.
     pub fn send_status(&mut self, stream_id: u32, level: &str, code: &str, description: &str) {
-        let status = Command::new(
-            "onStatus",
-            0.0,
-            Amf0Value::Null,
-            vec![status_object(level, code, description)],
-        );
+        let status = Command::new("onStatus", 0.0, Amf0Value::Null, vec![status_object(level, code, description)]);
         self.conn.send_command(STREAM_CSID, stream_id, &status);
     }
 
     /// Tells a player its stream ended: `NetStream.Play.UnpublishNotify`, then Stream EOF.
     pub fn end_play(&mut self, stream_id: u32) {
-        self.send_status(
-            stream_id,
-            "status",
-            "NetStream.Play.UnpublishNotify",
-            "Stream is now unpublished.",
-        );
-        self.conn
-            .send_user_control(UserControlEvent::StreamEof(stream_id));
+        self.send_status(stream_id, "status", "NetStream.Play.UnpublishNotify", "Stream is now unpublished.");
+        self.conn.send_user_control(UserControlEvent::StreamEof(stream_id));
     }
 
     /// Sends any message (e.g. metadata or sequence headers for one player), chunked with the current
     /// outbound chunk size and starting with a fmt 0 chunk. Payloads longer than 16 MiB − 1 are dropped.
-    pub fn send_message(
-        &mut self,
-        csid: u32,
-        type_id: u8,
-        stream_id: u32,
-        timestamp: u32,
-        payload: impl AsRef<[u8]>,
-    ) {
-        self.conn
-            .send(csid, type_id, stream_id, timestamp, payload.as_ref());
+    pub fn send_message(&mut self, csid: u32, type_id: u8, stream_id: u32, timestamp: u32, payload: impl AsRef<[u8]>) {
+        self.conn.send(csid, type_id, stream_id, timestamp, payload.as_ref());
     }
 
     fn stream(&self, id: u32) -> Option<&StreamSlot> {
@@ -397,8 +327,7 @@ impl ServerSession {
     }
 
     fn is_publishing(&self, id: u32) -> bool {
-        self.stream(id)
-            .is_some_and(|s| matches!(s.role, Role::Publishing { .. }))
+        self.stream(id).is_some_and(|s| matches!(s.role, Role::Publishing { .. }))
     }
 
     fn dispatch(&mut self, msg: Message) -> Result<(), RtmpError> {
@@ -409,6 +338,14 @@ impl ServerSession {
             }
             type_id::AUDIO | type_id::VIDEO | type_id::AMF0_DATA | type_id::AMF3_DATA => {
                 self.handle_media(msg);
+                Ok(())
+            }
+            type_id::AGGREGATE => {
+                for sub in split_aggregate(&msg) {
+                    if matches!(sub.type_id, type_id::AUDIO | type_id::VIDEO | type_id::AMF0_DATA) {
+                        self.handle_media(sub);
+                    }
+                }
                 Ok(())
             }
             _ => {
@@ -422,28 +359,11 @@ impl ServerSession {
         if !self.is_publishing(msg.stream_id) {
             return;
         }
-        let Message {
-            type_id: kind,
-            timestamp,
-            stream_id,
-            payload,
-        } = msg;
+        let Message { type_id: kind, timestamp, stream_id, payload } = msg;
         let event = match kind {
-            type_id::AUDIO => ServerEvent::Audio {
-                stream_id,
-                timestamp,
-                payload,
-            },
-            type_id::VIDEO => ServerEvent::Video {
-                stream_id,
-                timestamp,
-                payload,
-            },
-            _ => ServerEvent::Data {
-                stream_id,
-                timestamp,
-                payload: strip_set_data_frame(kind, payload),
-            },
+            type_id::AUDIO => ServerEvent::Audio { stream_id, timestamp, payload },
+            type_id::VIDEO => ServerEvent::Video { stream_id, timestamp, payload },
+            _ => ServerEvent::Data { stream_id, timestamp, payload: strip_set_data_frame(kind, payload) },
         };
         self.events.push_back(event);
     }
@@ -492,22 +412,17 @@ impl ServerSession {
             }
             "closeStream" => self.close_stream(stream_id),
             "deleteStream" => {
-                let id = cmd
-                    .arg(0)
-                    .and_then(Amf0Value::as_f64)
-                    .map_or(stream_id, f64_to_u32);
+                let id = cmd.arg(0).and_then(Amf0Value::as_f64).map_or(stream_id, f64_to_u32);
                 if self.stream(id).is_some() {
                     self.close_stream(id);
                     self.streams.retain(|s| s.id != id);
-                    self.events
-                        .push_back(ServerEvent::DeleteStream { stream_id: id });
+                    self.events.push_back(ServerEvent::DeleteStream { stream_id: id });
                 }
             }
             "receiveAudio" | "receiveVideo" => {}
             _ => {
                 if txn > 0.0 {
-                    let info =
-                        status_object("error", "NetConnection.Call.Failed", "Method not found.");
+                    let info = status_object("error", "NetConnection.Call.Failed", "Method not found.");
                     let error = Command::new("_error", txn, Amf0Value::Null, vec![info]);
                     self.conn.send_command(COMMAND_CSID, 0, &error);
                 }
@@ -519,11 +434,7 @@ impl ServerSession {
     /// Sends `_result(txn, null, value)` if the caller expects an answer.
     fn respond(&mut self, txn: f64, value: Amf0Value) {
         if txn > 0.0 {
-            self.conn.send_command(
-                COMMAND_CSID,
-                0,
-                &Command::new("_result", txn, Amf0Value::Null, vec![value]),
-            );
+            self.conn.send_command(COMMAND_CSID, 0, &Command::new("_result", txn, Amf0Value::Null, vec![value]));
         }
     }
 
@@ -533,80 +444,43 @@ impl ServerSession {
             _ => Vec::new(),
         };
         let get = |key: &str| object.iter().find(|(k, _)| k == key).map(|(_, v)| v);
-        let app = get("app")
-            .and_then(Amf0Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
+        let app = get("app").and_then(Amf0Value::as_str).unwrap_or_default().to_owned();
         let tc_url = get("tcUrl").and_then(Amf0Value::as_str).map(str::to_owned);
-        let object_encoding = get("objectEncoding")
-            .and_then(Amf0Value::as_f64)
-            .unwrap_or(0.0);
-        self.connect = ConnectState::Pending {
-            transaction_id: cmd.transaction_id,
-            object_encoding,
-        };
-        self.events.push_back(ServerEvent::Connect {
-            app,
-            tc_url,
-            command_object: object,
-        });
+        let object_encoding = get("objectEncoding").and_then(Amf0Value::as_f64).unwrap_or(0.0);
+        self.connect = ConnectState::Pending { transaction_id: cmd.transaction_id, object_encoding };
+        self.events.push_back(ServerEvent::Connect { app, tc_url, command_object: object });
     }
 
     fn on_create_stream(&mut self, txn: f64) {
         if self.streams.len() >= MAX_STREAMS {
             let info = status_object("error", "NetConnection.Call.Failed", "Too many streams.");
-            self.conn.send_command(
-                COMMAND_CSID,
-                0,
-                &Command::new("_error", txn, Amf0Value::Null, vec![info]),
-            );
+            self.conn.send_command(COMMAND_CSID, 0, &Command::new("_error", txn, Amf0Value::Null, vec![info]));
             return;
         }
         let id = self.next_stream_id;
         self.next_stream_id = self.next_stream_id.saturating_add(1);
-        self.streams.push(StreamSlot {
-            id,
-            role: Role::Idle,
-        });
+        self.streams.push(StreamSlot { id, role: Role::Idle });
         self.respond(txn, Amf0Value::Number(f64::from(id)));
     }
 
-    fn claim_stream(
-        &mut self,
-        stream_id: u32,
-        command: &str,
-    ) -> Result<&mut StreamSlot, RtmpError> {
+    fn claim_stream(&mut self, stream_id: u32, command: &str) -> Result<&mut StreamSlot, RtmpError> {
         let slot = self
             .streams
             .iter_mut()
             .find(|s| s.id == stream_id)
-            .ok_or_else(|| RtmpError::UnknownStream {
-                command: command.to_owned(),
-                stream_id,
-            })?;
+            .ok_or_else(|| RtmpError::UnknownStream { command: command.to_owned(), stream_id })?;
         if slot.role != Role::Idle {
-            return Err(RtmpError::StreamBusy {
-                command: command.to_owned(),
-                stream_id,
-            });
+            return Err(RtmpError::StreamBusy { command: command.to_owned(), stream_id });
         }
         Ok(slot)
     }
 
     fn on_publish(&mut self, stream_id: u32, cmd: Command) -> Result<(), RtmpError> {
         let name = cmd.arg_str(0).unwrap_or_default().to_owned();
-        let publish_type = cmd
-            .arg_str(1)
-            .filter(|t| !t.is_empty())
-            .unwrap_or("live")
-            .to_owned();
+        let publish_type = cmd.arg_str(1).filter(|t| !t.is_empty()).unwrap_or("live").to_owned();
         let slot = self.claim_stream(stream_id, "publish")?;
         slot.role = Role::Publishing { name: name.clone() };
-        self.events.push_back(ServerEvent::Publish {
-            stream_id,
-            name,
-            publish_type,
-        });
+        self.events.push_back(ServerEvent::Publish { stream_id, name, publish_type });
         Ok(())
     }
 
@@ -615,19 +489,12 @@ impl ServerSession {
         let start = cmd.arg(1).and_then(Amf0Value::as_f64).unwrap_or(-2.0);
         let slot = self.claim_stream(stream_id, "play")?;
         slot.role = Role::Playing;
-        self.events.push_back(ServerEvent::Play {
-            stream_id,
-            name,
-            start,
-        });
+        self.events.push_back(ServerEvent::Play { stream_id, name, start });
         Ok(())
     }
 
     fn on_pause(&mut self, stream_id: u32, cmd: &Command) {
-        if !self
-            .stream(stream_id)
-            .is_some_and(|s| s.role == Role::Playing)
-        {
+        if !self.stream(stream_id).is_some_and(|s| s.role == Role::Playing) {
             return;
         }
         let paused = cmd.arg(0).and_then(Amf0Value::as_bool).unwrap_or(true);
@@ -637,8 +504,7 @@ impl ServerSession {
             ("NetStream.Unpause.Notify", "Unpaused stream.")
         };
         self.send_status(stream_id, "status", code, description);
-        self.events
-            .push_back(ServerEvent::Pause { stream_id, paused });
+        self.events.push_back(ServerEvent::Pause { stream_id, paused });
     }
 
     fn unpublish(&mut self, stream_id: u32) {
@@ -657,8 +523,7 @@ impl ServerSession {
                 if let Some(slot) = self.stream_mut(stream_id) {
                     slot.role = Role::Idle;
                 }
-                self.events
-                    .push_back(ServerEvent::DeleteStream { stream_id });
+                self.events.push_back(ServerEvent::DeleteStream { stream_id });
             }
             _ => {}
         }
@@ -667,11 +532,7 @@ impl ServerSession {
 
 /// Converts a stream id argument (an AMF0 number) to `u32`, mapping nonsense to 0 (never a valid id).
 fn f64_to_u32(v: f64) -> u32 {
-    if v.is_finite() && v >= 0.0 && v <= f64::from(u32::MAX) {
-        v as u32
-    } else {
-        0
-    }
+    if v.is_finite() && v >= 0.0 && v <= f64::from(u32::MAX) { v as u32 } else { 0 }
 }
 
 /// Removes the AMF3 format byte and a leading `@setDataFrame` string from a data message body.
@@ -680,9 +541,7 @@ fn strip_set_data_frame(kind: u8, payload: Bytes) -> Bytes {
     let body = payload.slice(payload.len() - skip..);
     let mut rest: &[u8] = &body;
     match amf0::decode(&mut rest) {
-        Ok(Amf0Value::String(name)) if name == "@setDataFrame" => {
-            body.slice(body.len() - rest.len()..)
-        }
+        Ok(Amf0Value::String(name)) if name == "@setDataFrame" => body.slice(body.len() - rest.len()..),
         _ => body,
     }
 }
@@ -711,11 +570,7 @@ mod tests {
             hs.feed(&s).unwrap();
             session.handle_input(&hs.take_output().unwrap()).unwrap();
             assert!(session.is_handshake_done());
-            Self {
-                enc: ChunkEncoder::new(),
-                dec: ChunkDecoder::new(),
-                session,
-            }
+            Self { enc: ChunkEncoder::new(), dec: ChunkDecoder::new(), session }
         }
 
         fn send(&mut self, type_id: u8, stream_id: u32, payload: &[u8]) -> Result<(), RtmpError> {
@@ -724,26 +579,13 @@ mod tests {
             self.session.handle_input(&out)
         }
 
-        fn command(
-            &mut self,
-            stream_id: u32,
-            name: &str,
-            txn: f64,
-            args: Vec<Amf0Value>,
-        ) -> Result<(), RtmpError> {
+        fn command(&mut self, stream_id: u32, name: &str, txn: f64, args: Vec<Amf0Value>) -> Result<(), RtmpError> {
             let obj = if name == "connect" {
-                Amf0Value::object([
-                    ("app", Amf0Value::string("live")),
-                    ("tcUrl", Amf0Value::string("rtmp://h/live")),
-                ])
+                Amf0Value::object([("app", Amf0Value::string("live")), ("tcUrl", Amf0Value::string("rtmp://h/live"))])
             } else {
                 Amf0Value::Null
             };
-            self.send(
-                type_id::AMF0_COMMAND,
-                stream_id,
-                &Command::new(name, txn, obj, args).encode(),
-            )
+            self.send(type_id::AMF0_COMMAND, stream_id, &Command::new(name, txn, obj, args).encode())
         }
 
         fn received(&mut self) -> Vec<Message> {
@@ -766,10 +608,7 @@ mod tests {
         fn connected() -> Self {
             let mut p = Self::new();
             p.command(0, "connect", 1.0, vec![]).unwrap();
-            assert!(matches!(
-                p.session.poll_event(),
-                Some(ServerEvent::Connect { .. })
-            ));
+            assert!(matches!(p.session.poll_event(), Some(ServerEvent::Connect { .. })));
             p.session.accept_connect();
             p.received();
             p
@@ -777,8 +616,7 @@ mod tests {
 
         fn with_stream() -> Self {
             let mut p = Self::connected();
-            p.command(0, "createStream", 2.0, vec![Amf0Value::Null])
-                .unwrap();
+            p.command(0, "createStream", 2.0, vec![Amf0Value::Null]).unwrap();
             assert_eq!(p.commands()[0].args, vec![Amf0Value::Number(1.0)]);
             p
         }
@@ -797,11 +635,7 @@ mod tests {
         let mut p = Peer::new();
         p.command(0, "connect", 1.0, vec![]).unwrap();
         match p.session.poll_event() {
-            Some(ServerEvent::Connect {
-                app,
-                tc_url,
-                command_object,
-            }) => {
+            Some(ServerEvent::Connect { app, tc_url, command_object }) => {
                 assert_eq!(app, "live");
                 assert_eq!(tc_url.as_deref(), Some("rtmp://h/live"));
                 assert_eq!(command_object.len(), 2);
@@ -815,66 +649,38 @@ mod tests {
         let types: Vec<u8> = msgs.iter().map(|m| m.type_id).collect();
         assert_eq!(
             types,
-            [
-                type_id::WINDOW_ACK_SIZE,
-                type_id::SET_PEER_BANDWIDTH,
-                type_id::SET_CHUNK_SIZE,
-                type_id::AMF0_COMMAND
-            ]
+            [type_id::WINDOW_ACK_SIZE, type_id::SET_PEER_BANDWIDTH, type_id::SET_CHUNK_SIZE, type_id::AMF0_COMMAND]
         );
         let result = Command::parse(type_id::AMF0_COMMAND, &msgs[3].payload).unwrap();
-        assert_eq!(
-            (result.name.as_str(), result.transaction_id),
-            ("_result", 1.0)
-        );
-        assert_eq!(
-            result.args[0].get("code").and_then(Amf0Value::as_str),
-            Some("NetConnection.Connect.Success")
-        );
-        assert_eq!(
-            result.args[0].get("objectEncoding"),
-            Some(&Amf0Value::Number(0.0))
-        );
+        assert_eq!((result.name.as_str(), result.transaction_id), ("_result", 1.0));
+        assert_eq!(result.args[0].get("code").and_then(Amf0Value::as_str), Some("NetConnection.Connect.Success"));
+        assert_eq!(result.args[0].get("objectEncoding"), Some(&Amf0Value::Number(0.0)));
         assert_eq!(p.dec.chunk_size(), 4096);
     }
 
     #[test]
     fn connect_reject_and_commands_before_connect() {
         let mut p = Peer::new();
-        assert_eq!(
-            p.command(0, "createStream", 2.0, vec![]),
-            Err(RtmpError::NotConnected("createStream".into()))
-        );
+        assert_eq!(p.command(0, "createStream", 2.0, vec![]), Err(RtmpError::NotConnected("createStream".into())));
         let mut p = Peer::new();
         p.command(0, "connect", 1.0, vec![]).unwrap();
-        assert!(matches!(
-            p.command(0, "createStream", 2.0, vec![]),
-            Err(RtmpError::NotConnected(_))
-        ));
+        assert!(matches!(p.command(0, "createStream", 2.0, vec![]), Err(RtmpError::NotConnected(_))));
         p.session.reject_connect("nope");
         let cmds = p.commands();
         assert_eq!(cmds[0].name, "_error");
-        assert_eq!(
-            cmds[0].args[0].get("code").and_then(Amf0Value::as_str),
-            Some("NetConnection.Connect.Rejected")
-        );
+        assert_eq!(cmds[0].args[0].get("code").and_then(Amf0Value::as_str), Some("NetConnection.Connect.Rejected"));
         assert!(matches!(
             p.command(0, "releaseStream", 2.0, vec![]),
             Err(RtmpError::DuplicateConnect) | Err(RtmpError::NotConnected(_))
         ));
-        assert_eq!(
-            p.command(0, "connect", 1.0, vec![]),
-            Err(RtmpError::DuplicateConnect)
-        );
+        assert_eq!(p.command(0, "connect", 1.0, vec![]), Err(RtmpError::DuplicateConnect));
     }
 
     #[test]
     fn publish_flow_and_media_events() {
         let mut p = Peer::connected();
-        p.command(0, "releaseStream", 2.0, vec![Amf0Value::string("s")])
-            .unwrap();
-        p.command(0, "FCPublish", 3.0, vec![Amf0Value::string("s")])
-            .unwrap();
+        p.command(0, "releaseStream", 2.0, vec![Amf0Value::string("s")]).unwrap();
+        p.command(0, "FCPublish", 3.0, vec![Amf0Value::string("s")]).unwrap();
         p.command(0, "createStream", 4.0, vec![]).unwrap();
         let cmds = p.commands();
         let names: Vec<&str> = cmds.iter().map(|c| c.name.as_str()).collect();
@@ -885,35 +691,18 @@ mod tests {
         p.send(type_id::VIDEO, 1, b"early").unwrap();
         assert_eq!(p.session.poll_event(), None);
 
-        p.command(
-            1,
-            "publish",
-            5.0,
-            vec![Amf0Value::string("s?k=v"), Amf0Value::string("live")],
-        )
-        .unwrap();
+        p.command(1, "publish", 5.0, vec![Amf0Value::string("s?k=v"), Amf0Value::string("live")]).unwrap();
         assert_eq!(
             p.session.poll_event(),
-            Some(ServerEvent::Publish {
-                stream_id: 1,
-                name: "s?k=v".into(),
-                publish_type: "live".into()
-            })
+            Some(ServerEvent::Publish { stream_id: 1, name: "s?k=v".into(), publish_type: "live".into() })
         );
         p.session.accept_publish(1);
         let status = p.commands();
-        assert_eq!(
-            status[0].args[0].get("code").and_then(Amf0Value::as_str),
-            Some("NetStream.Publish.Start")
-        );
+        assert_eq!(status[0].args[0].get("code").and_then(Amf0Value::as_str), Some("NetStream.Publish.Start"));
 
         let mut meta = Vec::new();
         amf0::encode_all(
-            &[
-                Amf0Value::string("@setDataFrame"),
-                Amf0Value::string("onMetaData"),
-                Amf0Value::EcmaArray(vec![]),
-            ],
+            &[Amf0Value::string("@setDataFrame"), Amf0Value::string("onMetaData"), Amf0Value::EcmaArray(vec![])],
             &mut meta,
         );
         p.send(type_id::AMF0_DATA, 1, &meta).unwrap();
@@ -933,18 +722,10 @@ mod tests {
             matches!(p.session.poll_event(), Some(ServerEvent::Audio { stream_id: 1, payload, .. }) if &payload[..] == b"aud")
         );
 
-        p.command(0, "FCUnpublish", 6.0, vec![Amf0Value::string("s?k=v")])
-            .unwrap();
-        assert_eq!(
-            p.session.poll_event(),
-            Some(ServerEvent::Unpublish { stream_id: 1 })
-        );
-        p.command(0, "deleteStream", 7.0, vec![Amf0Value::Number(1.0)])
-            .unwrap();
-        assert_eq!(
-            p.session.poll_event(),
-            Some(ServerEvent::DeleteStream { stream_id: 1 })
-        );
+        p.command(0, "FCUnpublish", 6.0, vec![Amf0Value::string("s?k=v")]).unwrap();
+        assert_eq!(p.session.poll_event(), Some(ServerEvent::Unpublish { stream_id: 1 }));
+        p.command(0, "deleteStream", 7.0, vec![Amf0Value::Number(1.0)]).unwrap();
+        assert_eq!(p.session.poll_event(), Some(ServerEvent::DeleteStream { stream_id: 1 }));
         assert_eq!(p.session.poll_event(), None);
     }
 
@@ -956,23 +737,17 @@ mod tests {
             Err(RtmpError::UnknownStream { stream_id: 1, .. })
         ));
         let mut p = Peer::with_stream();
-        p.command(1, "publish", 5.0, vec![Amf0Value::string("s")])
-            .unwrap();
+        p.command(1, "publish", 5.0, vec![Amf0Value::string("s")]).unwrap();
         assert!(matches!(
             p.command(1, "publish", 5.0, vec![Amf0Value::string("s")]),
             Err(RtmpError::StreamBusy { .. })
         ));
         let mut p = Peer::with_stream();
-        p.command(1, "publish", 5.0, vec![Amf0Value::string("s")])
-            .unwrap();
+        p.command(1, "publish", 5.0, vec![Amf0Value::string("s")]).unwrap();
         p.session.poll_event();
-        p.session
-            .reject_publish(1, "NetStream.Publish.BadName", "taken");
+        p.session.reject_publish(1, "NetStream.Publish.BadName", "taken");
         let status = p.commands();
-        assert_eq!(
-            status[0].args[0].get("level").and_then(Amf0Value::as_str),
-            Some("error")
-        );
+        assert_eq!(status[0].args[0].get("level").and_then(Amf0Value::as_str), Some("error"));
         p.send(type_id::VIDEO, 1, b"x").unwrap();
         assert_eq!(p.session.poll_event(), None);
     }
@@ -980,117 +755,50 @@ mod tests {
     #[test]
     fn play_flow_in_srs_order() {
         let mut p = Peer::with_stream();
-        p.command(
-            1,
-            "play",
-            5.0,
-            vec![Amf0Value::string("s"), Amf0Value::Number(-1.0)],
-        )
-        .unwrap();
-        assert_eq!(
-            p.session.poll_event(),
-            Some(ServerEvent::Play {
-                stream_id: 1,
-                name: "s".into(),
-                start: -1.0
-            })
-        );
+        p.command(1, "play", 5.0, vec![Amf0Value::string("s"), Amf0Value::Number(-1.0)]).unwrap();
+        assert_eq!(p.session.poll_event(), Some(ServerEvent::Play { stream_id: 1, name: "s".into(), start: -1.0 }));
         p.session.accept_play(1);
         let msgs = p.received();
         assert_eq!(msgs[0].type_id, type_id::USER_CONTROL);
-        assert_eq!(
-            UserControlEvent::parse(&msgs[0].payload),
-            Ok(UserControlEvent::StreamBegin(1))
-        );
+        assert_eq!(UserControlEvent::parse(&msgs[0].payload), Ok(UserControlEvent::StreamBegin(1)));
         let code = |m: &Message| {
             let values = amf0::decode_all(&m.payload).unwrap();
-            let info = values
-                .iter()
-                .rev()
-                .find(|v| v.get("code").is_some())
-                .cloned();
+            let info = values.iter().rev().find(|v| v.get("code").is_some()).cloned();
             (
                 values[0].as_str().unwrap().to_owned(),
                 info.and_then(|i| i.get("code").and_then(Amf0Value::as_str).map(str::to_owned)),
             )
         };
-        assert_eq!(
-            code(&msgs[1]),
-            ("onStatus".into(), Some("NetStream.Play.Reset".into()))
-        );
-        assert_eq!(
-            code(&msgs[2]),
-            ("onStatus".into(), Some("NetStream.Play.Start".into()))
-        );
-        assert_eq!(
-            (msgs[3].type_id, code(&msgs[3]).0),
-            (type_id::AMF0_DATA, "|RtmpSampleAccess".into())
-        );
-        assert_eq!(
-            code(&msgs[4]),
-            ("onStatus".into(), Some("NetStream.Data.Start".into()))
-        );
-        assert!(
-            msgs.iter()
-                .all(|m| m.stream_id == 1 || m.type_id == type_id::USER_CONTROL)
-        );
+        assert_eq!(code(&msgs[1]), ("onStatus".into(), Some("NetStream.Play.Reset".into())));
+        assert_eq!(code(&msgs[2]), ("onStatus".into(), Some("NetStream.Play.Start".into())));
+        assert_eq!((msgs[3].type_id, code(&msgs[3]).0), (type_id::AMF0_DATA, "|RtmpSampleAccess".into()));
+        assert_eq!(code(&msgs[4]), ("onStatus".into(), Some("NetStream.Data.Start".into())));
+        assert!(msgs.iter().all(|m| m.stream_id == 1 || m.type_id == type_id::USER_CONTROL));
 
-        p.command(
-            1,
-            "pause",
-            0.0,
-            vec![Amf0Value::Boolean(true), Amf0Value::Number(0.0)],
-        )
-        .unwrap();
-        assert_eq!(
-            p.session.poll_event(),
-            Some(ServerEvent::Pause {
-                stream_id: 1,
-                paused: true
-            })
-        );
-        assert_eq!(
-            code(&p.received()[0]).1.as_deref(),
-            Some("NetStream.Pause.Notify")
-        );
+        p.command(1, "pause", 0.0, vec![Amf0Value::Boolean(true), Amf0Value::Number(0.0)]).unwrap();
+        assert_eq!(p.session.poll_event(), Some(ServerEvent::Pause { stream_id: 1, paused: true }));
+        assert_eq!(code(&p.received()[0]).1.as_deref(), Some("NetStream.Pause.Notify"));
 
         p.session.end_play(1);
         let msgs = p.received();
-        assert_eq!(
-            code(&msgs[0]).1.as_deref(),
-            Some("NetStream.Play.UnpublishNotify")
-        );
-        assert_eq!(
-            UserControlEvent::parse(&msgs[1].payload),
-            Ok(UserControlEvent::StreamEof(1))
-        );
+        assert_eq!(code(&msgs[0]).1.as_deref(), Some("NetStream.Play.UnpublishNotify"));
+        assert_eq!(UserControlEvent::parse(&msgs[1].payload), Ok(UserControlEvent::StreamEof(1)));
 
         p.command(1, "closeStream", 0.0, vec![]).unwrap();
-        assert_eq!(
-            p.session.poll_event(),
-            Some(ServerEvent::DeleteStream { stream_id: 1 })
-        );
+        assert_eq!(p.session.poll_event(), Some(ServerEvent::DeleteStream { stream_id: 1 }));
     }
 
     #[test]
     fn misc_commands_and_control() {
         let mut p = Peer::with_stream();
-        p.command(0, "getStreamLength", 3.0, vec![Amf0Value::string("s")])
-            .unwrap();
+        p.command(0, "getStreamLength", 3.0, vec![Amf0Value::string("s")]).unwrap();
         p.command(0, "_checkbw", 4.0, vec![]).unwrap();
         p.command(0, "noSuchMethod", 5.0, vec![]).unwrap();
         p.command(0, "noSuchNotification", 0.0, vec![]).unwrap();
-        p.command(1, "receiveAudio", 0.0, vec![Amf0Value::Boolean(true)])
-            .unwrap();
+        p.command(1, "receiveAudio", 0.0, vec![Amf0Value::Boolean(true)]).unwrap();
         let cmds = p.commands();
-        let answers: Vec<(&str, f64)> = cmds
-            .iter()
-            .map(|c| (c.name.as_str(), c.transaction_id))
-            .collect();
-        assert_eq!(
-            answers,
-            [("_result", 3.0), ("_result", 4.0), ("_error", 5.0)]
-        );
+        let answers: Vec<(&str, f64)> = cmds.iter().map(|c| (c.name.as_str(), c.transaction_id)).collect();
+        assert_eq!(answers, [("_result", 3.0), ("_result", 4.0), ("_error", 5.0)]);
 
         // AMF3 command (type 17): leading 0 byte then AMF0.
         let mut body = vec![0u8];
@@ -1103,24 +811,17 @@ mod tests {
         UserControlEvent::PingRequest(42).encode(&mut ping);
         p.send(type_id::USER_CONTROL, 0, &ping).unwrap();
         let msgs = p.received();
-        assert_eq!(
-            UserControlEvent::parse(&msgs[0].payload),
-            Ok(UserControlEvent::PingResponse(42))
-        );
+        assert_eq!(UserControlEvent::parse(&msgs[0].payload), Ok(UserControlEvent::PingResponse(42)));
 
         // Malformed command is an error, not a panic.
-        assert!(matches!(
-            p.send(type_id::AMF0_COMMAND, 0, &[0x05]),
-            Err(RtmpError::Message(_))
-        ));
+        assert!(matches!(p.send(type_id::AMF0_COMMAND, 0, &[0x05]), Err(RtmpError::Message(_))));
     }
 
     #[test]
     fn stream_limit() {
         let mut p = Peer::connected();
         for i in 0..MAX_STREAMS + 1 {
-            p.command(0, "createStream", 2.0 + i as f64, vec![])
-                .unwrap();
+            p.command(0, "createStream", 2.0 + i as f64, vec![]).unwrap();
         }
         let cmds = p.commands();
         assert_eq!(cmds.last().map(|c| c.name.as_str()), Some("_error"));
@@ -1129,8 +830,7 @@ mod tests {
     #[test]
     fn session_messages_avoid_media_csids() {
         let mut p = Peer::with_stream();
-        p.command(1, "play", 5.0, vec![Amf0Value::string("s")])
-            .unwrap();
+        p.command(1, "play", 5.0, vec![Amf0Value::string("s")]).unwrap();
         p.session.accept_play(1);
         p.session.end_play(1);
         let raw = drain(&mut p.session);
@@ -1150,26 +850,14 @@ mod tests {
     #[test]
     fn set_data_frame_stripping() {
         let mut body = Vec::new();
-        amf0::encode_all(
-            &[Amf0Value::string("onMetaData"), Amf0Value::Null],
-            &mut body,
-        );
+        amf0::encode_all(&[Amf0Value::string("onMetaData"), Amf0Value::Null], &mut body);
         let plain = Bytes::from(body.clone());
-        assert_eq!(
-            strip_set_data_frame(type_id::AMF0_DATA, plain.clone()),
-            plain
-        );
+        assert_eq!(strip_set_data_frame(type_id::AMF0_DATA, plain.clone()), plain);
         let mut amf3 = vec![0u8];
         amf3.extend(amf0::to_vec(&Amf0Value::string("@setDataFrame")));
         amf3.extend_from_slice(&body);
-        assert_eq!(
-            strip_set_data_frame(type_id::AMF3_DATA, Bytes::from(amf3)),
-            plain
-        );
-        assert_eq!(
-            strip_set_data_frame(type_id::AMF0_DATA, Bytes::new()),
-            Bytes::new()
-        );
+        assert_eq!(strip_set_data_frame(type_id::AMF3_DATA, Bytes::from(amf3)), plain);
+        assert_eq!(strip_set_data_frame(type_id::AMF0_DATA, Bytes::new()), Bytes::new());
         assert_eq!(f64_to_u32(f64::NAN), 0);
         assert_eq!(f64_to_u32(3.0), 3);
         assert_eq!(f64_to_u32(-1.0), 0);

@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# The test command: installs what the tests need, builds once (debug), runs the unit tests and then the black-box
+# tests (tests/, pytest) against target/debug/ferrocast. Exits non-zero on any failure.
+#
+#   scripts/test.sh                 # everything
+#   scripts/test.sh -k rtmps        # extra arguments go to pytest
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+START=$SECONDS
+
+step() { printf '\n==== [%4ds] %s ====\n' "$((SECONDS - START))" "$*"; }
+die() { printf '\nscripts/test.sh: %s\n' "$*" >&2; exit 1; }
+
+SUDO=()
+if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null 2>&1 || die "not root and no sudo: cannot install Debian packages"
+    SUDO=(sudo)
+fi
+
+step "Debian packages"
+DEB_PACKAGES=(ffmpeg openssl nginx-light libnginx-mod-rtmp)
+missing=()
+for pkg in "${DEB_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
+command -v timeout >/dev/null 2>&1 || missing+=(coreutils)
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "installing: ${missing[*]}"
+    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+else
+    echo "all present: ${DEB_PACKAGES[*]}"
+fi
+# nginx-light's package may start nginx on :80; the tests do not need it running.
+for tool in ffmpeg ffprobe openssl; do
+    command -v "$tool" >/dev/null 2>&1 || die "$tool is still missing after the install step"
+done
+
+step "Python venv (.venv) and tests/requirements.txt"
+if ! .venv/bin/python -c 'import sys' >/dev/null 2>&1; then
+    rm -rf .venv
+    python3 -m venv .venv
+fi
+stamp=.venv/.requirements.sha256
+want="$(sha256sum tests/requirements.txt | cut -d' ' -f1)"
+if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
+    .venv/bin/python -m pip install -q --disable-pip-version-check -r tests/requirements.txt
+    echo "$want" > "$stamp"
+else
+    echo "requirements already installed"
+fi
+.venv/bin/python - <<'PY'
+import imageio_ffmpeg, os, stat
+p = os.path.join(os.path.dirname(imageio_ffmpeg.__file__), "binaries", "ffmpeg-linux-x86_64-v9.0.2")
+if not os.path.isfile(p):
+    raise SystemExit(f"ffmpeg 9.0.2 not found at {p}")
+os.chmod(p, os.stat(p).st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+print("ffmpeg 9:", p)
+PY
+
+step "Rust toolchain"
+if ! command -v cargo >/dev/null 2>&1 && [ -f "$HOME/.cargo/env" ]; then
+    # shellcheck disable=SC1091
+    . "$HOME/.cargo/env"
+fi
+command -v cargo >/dev/null 2>&1 || die "cargo not found: install the Rust toolchain (rustup)"
+cargo --version
+
+step "cargo build --workspace --bins (debug)"
+cargo build --workspace --bins
+
+step "cargo test --workspace"
+cargo test --workspace
+
+step "pytest tests (black-box, against target/debug/ferrocast)"
+export FERROCAST_BIN="$ROOT/target/debug/ferrocast"
+export PYTHONDONTWRITEBYTECODE=1
+[ -x "$FERROCAST_BIN" ] || die "$FERROCAST_BIN was not built"
+rc=0
+timeout -s KILL 900 .venv/bin/python -m pytest tests -v -rfEs --durations=15 -p no:cacheprovider "$@" || rc=$?
+if [ "$rc" -ne 0 ]; then
+    [ "$rc" -eq 5 ] && echo "pytest collected no tests" >&2
+    [ "$rc" -eq 137 ] && echo "pytest was killed after 900 s" >&2
+    die "black-box tests failed (pytest exit $rc)"
+fi
+
+step "all tests passed in $((SECONDS - START))s"
