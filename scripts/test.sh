@@ -69,6 +69,10 @@ fi
 command -v cargo >/dev/null 2>&1 || die "cargo not found: install the Rust toolchain (rustup)"
 cargo --version
 
+step "cargo fmt --check, cargo clippy -D warnings"
+cargo fmt --all -- --check || die "code is not formatted: run cargo fmt --all"
+cargo clippy --workspace --all-targets -- -D warnings
+
 step "cargo build --workspace --bins (debug)"
 cargo build --workspace --bins
 
