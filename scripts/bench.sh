@@ -15,6 +15,7 @@ RATE=${RATE:-400}
 MERGE_MS=${MERGE_MS:-350}
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
 OUT=${OUT:-$(mktemp -d /tmp/ferrocast-bench.XXXXXX)}
+mkdir -p "$OUT"
 
 need() { command -v "$1" >/dev/null 2>&1; }
 if ! [ -e /usr/lib/nginx/modules/ngx_rtmp_module.so ] || ! need nginx; then

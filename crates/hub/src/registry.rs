@@ -27,6 +27,10 @@ pub struct HubConfig {
     pub publisher_grace: Duration,
     /// Capacity of the lifecycle event bus.
     pub event_capacity: usize,
+    /// In a stream with video, an audio frame wakes the viewers only if nothing did for this long (stream time);
+    /// otherwise it is written together with the next video frame. Halves wakeups and writes per viewer for at
+    /// most this much added audio latency. Zero wakes viewers for every frame.
+    pub audio_wakeup_interval: Duration,
 }
 
 impl Default for HubConfig {
@@ -38,6 +42,7 @@ impl Default for HubConfig {
             gop_cache: true,
             publisher_grace: Duration::from_secs(3),
             event_capacity: 4096,
+            audio_wakeup_interval: Duration::from_millis(40),
         }
     }
 }

@@ -118,6 +118,8 @@ pub(crate) struct StreamState {
     /// DTS of the latest video frame (ms) and the interval before it: the stream's frame duration.
     last_video_dts_ms: Option<i64>,
     video_frame_ms: Option<i64>,
+    /// Stream time (ms) of the entry that last woke the viewers.
+    last_wakeup_ms: Option<i64>,
     end_reason: Option<EndReason>,
 }
 
@@ -175,6 +177,7 @@ impl Stream {
                 last_pts_ms: None,
                 last_video_dts_ms: None,
                 video_frame_ms: None,
+                last_wakeup_ms: None,
                 end_reason: None,
             }),
             notify: Notify::new(),
@@ -234,6 +237,15 @@ impl Stream {
 const DEFAULT_SPLICE_GAP_MS: i64 = 33;
 /// Longest gap left between timeline segments.
 const MAX_SPLICE_GAP_MS: i64 = 100;
+
+/// Whether an appended frame may wait for the next wakeup instead of waking the viewers now.
+fn cfg_hold_audio(config: &crate::HubConfig, st: &StreamState, frame: &Frame, time_ms: i64) -> bool {
+    let interval = config.audio_wakeup_interval.as_millis() as i64;
+    frame.media == MediaType::Audio
+        && interval > 0
+        && st.tracks.video.is_some()
+        && st.last_wakeup_ms.is_some_and(|last| time_ms - last < interval)
+}
 
 /// Returned by [`Publisher`] methods once the stream was stopped by the server (API drop, shutdown).
 #[derive(Debug, Clone, thiserror::Error)]
@@ -359,18 +371,27 @@ impl Publisher {
                 }
                 st.last_video_dts_ms = Some(time);
             }
+            // Batched wakeups: an audio frame of a stream with video wakes the viewers only when nothing did for
+            // `audio_wakeup_interval`; otherwise it goes out in the same write as the next video frame. Video is
+            // never held back.
+            let hold = cfg_hold_audio(&hub.config, &st, &frame, time);
+            if !hold {
+                st.last_wakeup_ms = Some(time);
+            }
             self.stream.append(&mut st, time, EntryKind::Frame(frame), &hub);
             hub.metrics.frames_in.fetch_add(1, Ordering::Relaxed);
-            Ok(())
+            Ok(!hold)
         };
-        self.stream.notify.notify_waiters();
+        if matches!(result, Ok(true)) {
+            self.stream.notify.notify_waiters();
+        }
         let stats = &self.stream.stats;
         stats.bytes_in.fetch_add(size, Ordering::Relaxed);
         match media {
             MediaType::Video => stats.video_frames.fetch_add(1, Ordering::Relaxed),
             MediaType::Audio => stats.audio_frames.fetch_add(1, Ordering::Relaxed),
         };
-        result
+        result.map(|_| ())
     }
 
     /// Whether the server stopped this stream; the publisher's connection should then be closed.

@@ -192,6 +192,29 @@ async fn a_resumed_timeline_starts_after_the_latest_presented_frame() {
     assert_eq!(resumed.dts, 113, "decoded as early as that allows, after the last decoded frame (40)");
 }
 
+#[tokio::test]
+async fn audio_rides_with_the_next_video_frame_but_video_always_wakes_viewers() {
+    let hub = hub(0, 60_000);
+    let mut p = hub.publish(request()).expect("publish");
+    p.set_track(video_track()).expect("track");
+    p.push_frame(video(0, true)).expect("push");
+    let mut sub = hub.subscribe(&key(), Protocol::Rtmp, None, SubscriberOptions::default()).expect("live");
+    let mut out = Vec::new();
+    sub.try_batch(&mut out, 100).expect("the keyframe");
+    let waiter = tokio::spawn(async move {
+        let mut out = Vec::new();
+        sub.next_batch(&mut out, 100).await;
+        frames(&out)
+    });
+    tokio::task::yield_now().await;
+    p.push_frame(audio(10)).expect("audio within the wakeup interval is held");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!waiter.is_finished(), "an audio frame 10 ms after a wakeup does not wake viewers");
+    p.push_frame(video(33, false)).expect("video");
+    let got = tokio::time::timeout(Duration::from_secs(1), waiter).await.expect("woken").expect("join");
+    assert_eq!(got, vec![(10, true), (33, false)], "the held audio goes out with the video frame");
+}
+
 #[test]
 fn muxed_bytes_are_made_once_and_shared() {
     let hub = hub(0, 1000);

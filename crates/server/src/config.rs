@@ -181,6 +181,9 @@ pub struct HubSection {
     pub ring_max_bytes: usize,
     /// Hard cap of buffered frames per stream.
     pub ring_max_entries: usize,
+    /// In a stream with video, an audio frame wakes viewers only if nothing did for this long; otherwise it is
+    /// written with the next video frame (fewer writes per viewer). 0 wakes viewers for every frame. In ms.
+    pub audio_wakeup_interval_ms: u64,
 }
 
 impl Default for HubSection {
@@ -191,6 +194,7 @@ impl Default for HubSection {
             ring_window_ms: 5000,
             ring_max_bytes: 64 << 20,
             ring_max_entries: 20_000,
+            audio_wakeup_interval_ms: 40,
         }
     }
 }

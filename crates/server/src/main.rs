@@ -94,6 +94,7 @@ async fn run(config: Config) -> Result<(), RunError> {
             ring_max_entries: config.hub.ring_max_entries,
             gop_cache: config.hub.gop_cache,
             publisher_grace: Duration::from_millis(config.hub.publisher_grace_ms),
+            audio_wakeup_interval: Duration::from_millis(config.hub.audio_wakeup_interval_ms),
             ..HubConfig::default()
         },
         metrics.clone(),
