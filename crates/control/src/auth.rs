@@ -1,0 +1,1 @@
+//! Hotlink protection (being written).
