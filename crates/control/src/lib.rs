@@ -1,4 +1,11 @@
-//! The control plane of ferrocast: hotlink protection ([`auth`]), and (being built) the store, the Live API
-//! (2018-08-01 wire format) and its actions, the access policy the ingest and playback doors ask, and callbacks.
+//! The control plane of ferrocast: hotlink protection ([`auth`]), the store ([`store`]), the Live API (2018-08-01
+//! wire format) and its actions ([`api`]), its credentials ([`credentials`]), and the access policy the ingest and
+//! playback doors ask ([`policy`]).
 
+pub mod api;
 pub mod auth;
+pub mod credentials;
+pub mod policy;
+pub mod store;
+
+pub use api::{ApiState, api_router};

@@ -12,7 +12,8 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use ferrocast_formats::flv;
 use ferrocast_hub::{
-    Batch, Entry, EntryKind, MuxSlot, Muxed, Protocol, StreamKey, Subscriber, SubscriberOptions, Tracks,
+    AccessRequest, Batch, Direction, Entry, EntryKind, MuxSlot, Muxed, Protocol, StreamKey, Subscriber,
+    SubscriberOptions, Tracks,
 };
 use ferrocast_media::MediaType;
 use futures::StreamExt;
@@ -34,6 +35,29 @@ pub async fn play(
     let host = tx_host.or_else(|| headers.get(header::HOST).and_then(|h| h.to_str().ok()));
     let domain = ferrocast_hub::resolve_domain(host, &state.options.default_domain);
     let key = StreamKey::new(&domain, &app, stream_name);
+    let referer = headers.get(header::REFERER).and_then(|h| h.to_str().ok());
+    let access = AccessRequest {
+        direction: Direction::Play,
+        protocol: Protocol::HttpFlv,
+        key: &key,
+        params: &query,
+        client: Some(client),
+        referer,
+    };
+    if let Err(denied) = state.hub.check_access(&access) {
+        tracing::warn!(
+            stream = %key,
+            %client,
+            protocol = "http-flv",
+            kind = ?denied.kind,
+            reason = %denied.reason,
+            referer = referer.unwrap_or(""),
+            "play refused: {}",
+            denied.reason
+        );
+        state.hub.metrics().protocol(Protocol::HttpFlv).rejected.fetch_add(1, Ordering::Relaxed);
+        return (StatusCode::FORBIDDEN, format!("{}\n", denied.reason)).into_response();
+    }
     let sub = match state.hub.subscribe(&key, Protocol::HttpFlv, Some(client), SubscriberOptions::default()) {
         Ok(sub) => sub,
         Err(e) => {

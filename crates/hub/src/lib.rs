@@ -5,6 +5,7 @@
 //! the next keyframe and the skipped frames are counted; the publisher never waits for anybody. Egress work that
 //! is the same for every viewer is done once per entry and format and cached on the entry ([`Entry::muxed`]).
 
+mod access;
 mod events;
 mod key;
 mod metrics;
@@ -13,6 +14,7 @@ mod registry;
 mod stream;
 mod subscriber;
 
+pub use access::{AccessPolicy, AccessRequest, AllowAll, Denied, DenyKind, Direction};
 pub use events::{EndReason, HubEvent};
 pub use key::{Protocol, StreamKey, normalize_domain, resolve_domain};
 pub use metrics::{Metrics, ProtocolCounters};

@@ -4,12 +4,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use tokio::sync::broadcast;
 
 use crate::stream::{Phase, Stream};
 use crate::{
-    EndReason, HubEvent, Metrics, Protocol, Publisher, StreamKey, StreamParams, Subscriber, SubscriberOptions, Tracks,
+    AccessPolicy, AccessRequest, AllowAll, Denied, EndReason, HubEvent, Metrics, Protocol, Publisher, StreamKey,
+    StreamParams, Subscriber, SubscriberOptions, Tracks,
 };
 
 /// Limits and behaviour of every stream in the hub.
@@ -103,6 +104,7 @@ pub(crate) struct HubShared {
     pub(crate) metrics: Arc<Metrics>,
     next_id: AtomicU64,
     shutting_down: AtomicBool,
+    access: RwLock<Arc<dyn AccessPolicy>>,
 }
 
 impl HubShared {
@@ -171,6 +173,7 @@ impl Hub {
                 metrics,
                 next_id: AtomicU64::new(0),
                 shutting_down: AtomicBool::new(false),
+                access: RwLock::new(Arc::new(AllowAll)),
             }),
         }
     }
@@ -188,6 +191,19 @@ impl Hub {
     /// Subscribes to lifecycle events from now on.
     pub fn events(&self) -> broadcast::Receiver<HubEvent> {
         self.shared.events.subscribe()
+    }
+
+    /// Installs the policy every door asks before a publish or play ([`AllowAll`] until this is called).
+    pub fn set_access_policy(&self, policy: Arc<dyn AccessPolicy>) {
+        *self.shared.access.write() = policy;
+    }
+
+    /// Asks the access policy whether a publish or play may proceed. Protocols call this before
+    /// [`publish`](Hub::publish) or [`subscribe`](Hub::subscribe) and refuse the client on `Err`.
+    pub fn check_access(&self, req: &AccessRequest<'_>) -> Result<(), Denied> {
+        // Not under the lock: the policy may take its time or install a successor.
+        let policy = self.shared.access.read().clone();
+        policy.check(req)
     }
 
     /// Starts publishing `req.key`. A stream inside its grace period is resumed seamlessly; a stream with a live

@@ -1,5 +1,6 @@
-//! The RTMP/RTMPS server on top of the sans-IO [`ServerSession`]: accepts connections, authenticates nothing
-//! yet (the control plane adds that), and connects publishers and players to the hub.
+//! The RTMP/RTMPS server on top of the sans-IO [`ServerSession`]: accepts connections, asks the hub's access
+//! policy about every publish and play (the tcUrl query overridden by the stream-name query), and connects
+//! publishers and players to the hub.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,8 +11,8 @@ use bytes::Bytes;
 use ferrocast_formats::{amf0, flv};
 use ferrocast_hub::net::{WriteStallTimeout, write_all_vectored};
 use ferrocast_hub::{
-    Batch, EndReason, Entry, EntryKind, Hub, MuxSlot, Muxed, Protocol, PublishError, PublishRequest, Publisher,
-    StreamKey, Subscriber, SubscriberOptions, Tracks, resolve_domain,
+    AccessRequest, Batch, Denied, DenyKind, Direction, EndReason, Entry, EntryKind, Hub, MuxSlot, Muxed, Protocol,
+    PublishError, PublishRequest, Publisher, StreamKey, Subscriber, SubscriberOptions, Tracks, resolve_domain,
 };
 use ferrocast_media::{Codec, Frame, MediaType, TrackInfo};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
@@ -326,6 +327,30 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Connection<S> {
         (StreamKey::new(&self.domain, &self.app, stream.trim_matches('/')), params)
     }
 
+    /// Asks the hub's access policy; a refusal is logged here and answered by the caller.
+    fn check_access(&self, direction: Direction, key: &StreamKey, params: &[(String, String)]) -> Result<(), Denied> {
+        let req = AccessRequest {
+            direction,
+            protocol: self.options.protocol,
+            key,
+            params,
+            client: Some(self.peer),
+            referer: None,
+        };
+        self.hub.check_access(&req).inspect_err(|denied| {
+            warn!(
+                stream = %key,
+                client = %self.peer,
+                protocol = self.options.protocol.label(),
+                kind = ?denied.kind,
+                reason = %denied.reason,
+                "{} refused: {}",
+                direction.label(),
+                denied.reason
+            );
+        })
+    }
+
     fn on_publish(&mut self, stream_id: u32, name: &str) {
         let (key, params) = self.stream_key(name);
         if !matches!(self.role, Role::Idle) {
@@ -336,6 +361,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Connection<S> {
         if key.stream.is_empty() || key.app.is_empty() {
             warn!(stream = %key, "publish refused: empty app or stream name");
             self.session.reject_publish(stream_id, "NetStream.Publish.BadName", "app and stream name are required");
+            return self.refuse();
+        }
+        if let Err(denied) = self.check_access(Direction::Publish, &key, &params) {
+            let code = match denied.kind {
+                DenyKind::Unauthorized => "NetStream.Publish.Unauthorized",
+                DenyKind::Forbidden | DenyKind::UnknownDomain => "NetStream.Publish.Forbidden",
+            };
+            self.session.reject_publish(stream_id, code, &denied.reason);
             return self.refuse();
         }
         let request =
@@ -362,9 +395,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Connection<S> {
     }
 
     fn on_play(&mut self, stream_id: u32, name: &str) {
-        let (key, _params) = self.stream_key(name);
+        let (key, params) = self.stream_key(name);
         if !matches!(self.role, Role::Idle) {
             self.session.reject_play(stream_id, "NetStream.Play.Failed", "connection is already busy");
+            return self.refuse();
+        }
+        if let Err(denied) = self.check_access(Direction::Play, &key, &params) {
+            let code = match denied.kind {
+                DenyKind::Unauthorized => "NetStream.Play.Unauthorized",
+                DenyKind::Forbidden | DenyKind::UnknownDomain => "NetStream.Play.Forbidden",
+            };
+            self.session.reject_play(stream_id, code, &denied.reason);
             return self.refuse();
         }
         match self.hub.subscribe(&key, self.options.protocol, Some(self.peer), SubscriberOptions::default()) {

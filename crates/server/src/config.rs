@@ -57,6 +57,10 @@ pub struct Config {
     pub play: PlaySection,
     /// Logging.
     pub log: LogSection,
+    /// The management API (Live API 2018-08-01 wire format on the HTTP listener).
+    pub api: ApiSection,
+    /// The control plane's database.
+    pub store: StoreSection,
 }
 
 /// `[server]`
@@ -232,6 +236,33 @@ impl Default for LogSection {
     fn default() -> Self {
         LogSection { level: "info".into(), format: "text".into() }
     }
+}
+
+/// `[api]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiSection {
+    /// SecretId allowed to call the API; with `secret_key` empty too, a pair is generated on first start and
+    /// kept in `<data_dir>/api-credentials.json`.
+    pub secret_id: String,
+    /// SecretKey of `secret_id`.
+    pub secret_key: String,
+    /// Most domains that can be added (`CreateLimitCount`).
+    pub max_domains: i64,
+}
+
+impl Default for ApiSection {
+    fn default() -> Self {
+        ApiSection { secret_id: String::new(), secret_key: String::new(), max_domains: 100 }
+    }
+}
+
+/// `[store]`
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreSection {
+    /// Database URL: empty for the SQLite file `<data_dir>/ferrocast.db`, or `postgres://user:pass@host/db`.
+    pub url: String,
 }
 
 const ENV_PREFIX: &str = "FERROCAST_";

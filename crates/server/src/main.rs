@@ -11,6 +11,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use clap::Parser;
+use ferrocast_control::ApiState;
+use ferrocast_control::credentials::Credentials;
+use ferrocast_control::policy::{ControlPolicy, SnapshotCell};
+use ferrocast_control::store::Store;
 use ferrocast_http::{ClientAddr, HttpOptions, HttpState, StallTimeoutListener};
 use ferrocast_hub::{Hub, HubConfig, Metrics, Protocol};
 use ferrocast_rtmp::serve::{RtmpServeOptions, serve_listener};
@@ -77,6 +81,10 @@ enum RunError {
     Bind { what: &'static str, addr: String, source: std::io::Error },
     #[error("RTMPS certificates: {0}")]
     Tls(#[from] tls::TlsError),
+    #[error("store: {0}")]
+    Store(#[from] ferrocast_control::store::StoreError),
+    #[error("API credentials: {0}")]
+    Credentials(#[from] ferrocast_control::credentials::CredentialsError),
 }
 
 async fn bind(what: &'static str, addr: &str) -> Result<TcpListener, RunError> {
@@ -86,6 +94,19 @@ async fn bind(what: &'static str, addr: &str) -> Result<TcpListener, RunError> {
 async fn run(config: Config) -> Result<(), RunError> {
     std::fs::create_dir_all(&config.storage.data_dir)
         .map_err(|e| RunError::DataDir(config.storage.data_dir.clone(), e))?;
+    let data_dir = std::path::Path::new(&config.storage.data_dir);
+    let store = Store::open_default(data_dir, &config.store.url).await?;
+    let (credentials, generated) =
+        Credentials::load_or_create(&config.api.secret_id, &config.api.secret_key, data_dir)?;
+    if generated {
+        eprintln!(
+            "ferrocast: generated API credentials (saved to {}):\n  SecretId:  {}\n  SecretKey: {}",
+            data_dir.join(ferrocast_control::credentials::CREDENTIALS_FILE).display(),
+            credentials.secret_id,
+            credentials.secret_key
+        );
+    }
+    let snapshot = Arc::new(SnapshotCell::new(store.snapshot().await?));
     let metrics = Arc::new(Metrics::default());
     let hub = Hub::new(
         HubConfig {
@@ -99,6 +120,7 @@ async fn run(config: Config) -> Result<(), RunError> {
         },
         metrics.clone(),
     );
+    hub.set_access_policy(Arc::new(ControlPolicy::new(snapshot.clone())));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let ready = Arc::new(AtomicBool::new(false));
     let stall_timeout = Duration::from_millis(config.play.stall_timeout_ms);
@@ -157,7 +179,10 @@ async fn run(config: Config) -> Result<(), RunError> {
         }),
         ready: ready.clone(),
     };
-    let app = ferrocast_http::router(state).into_make_service_with_connect_info::<ClientAddr>();
+    let api = ApiState { store, credentials: Arc::new(credentials), snapshot, max_domains: config.api.max_domains };
+    let app = ferrocast_http::router(state)
+        .merge(ferrocast_control::api_router(api))
+        .into_make_service_with_connect_info::<ClientAddr>();
     let mut http_shutdown = shutdown_rx.clone();
     let http = axum::serve(StallTimeoutListener::new(http_listener, stall_timeout, metrics.clone()), app)
         .with_graceful_shutdown(async move {

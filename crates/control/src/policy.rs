@@ -1,0 +1,288 @@
+//! The access policy the ingest and playback doors ask, evaluated on an in-memory snapshot of the store that the
+//! API refreshes after every modifying action.
+
+use std::sync::{Arc, RwLock};
+
+use ferrocast_hub::{AccessPolicy, AccessRequest, Denied, Direction, Protocol};
+
+use crate::auth::{AuthKey, RefererRule, check_referer, verify_tx_secret};
+use crate::store::{AuthKeyRow, DOMAIN_PLAY, DOMAIN_PUSH, Domain, RefererRow, Snapshot, Store, StoreError};
+
+/// The current snapshot of the store, shared between the API (writer) and the policy (reader).
+#[derive(Debug, Default)]
+pub struct SnapshotCell {
+    inner: RwLock<Arc<Snapshot>>,
+}
+
+impl SnapshotCell {
+    /// A cell holding `snapshot`.
+    pub fn new(snapshot: Snapshot) -> SnapshotCell {
+        SnapshotCell { inner: RwLock::new(Arc::new(snapshot)) }
+    }
+
+    /// The current snapshot.
+    pub fn get(&self) -> Arc<Snapshot> {
+        match self.inner.read() {
+            Ok(g) => g.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Replaces the snapshot.
+    pub fn set(&self, snapshot: Snapshot) {
+        let mut g = match self.inner.write() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        *g = Arc::new(snapshot);
+    }
+
+    /// Re-reads the store.
+    pub async fn refresh(&self, store: &Store) -> Result<(), StoreError> {
+        self.set(store.snapshot().await?);
+        Ok(())
+    }
+}
+
+impl Snapshot {
+    /// The domain named `name`.
+    pub fn domain(&self, name: &str) -> Option<&Domain> {
+        self.domains.iter().find(|d| d.name == name)
+    }
+
+    fn auth_key(&self, name: &str) -> AuthKey {
+        self.auth_keys.iter().find(|k| k.domain == name).map(AuthKey::from).unwrap_or_default()
+    }
+
+    fn referer(&self, name: &str) -> RefererRule {
+        self.referers.iter().find(|r| r.domain == name).map(RefererRule::from).unwrap_or_default()
+    }
+
+    /// The push domain whose streams a play domain plays: its binding, else the only push domain if there is
+    /// exactly one.
+    pub fn bound_push_domain(&self, play: &Domain) -> Option<String> {
+        if let Some(p) = &play.push_domain {
+            return Some(p.clone());
+        }
+        let mut pushes = self.domains.iter().filter(|d| d.kind == DOMAIN_PUSH);
+        match (pushes.next(), pushes.next()) {
+            (Some(only), None) => Some(only.name.clone()),
+            _ => None,
+        }
+    }
+}
+
+impl From<&AuthKeyRow> for AuthKey {
+    fn from(k: &AuthKeyRow) -> Self {
+        AuthKey {
+            enabled: k.enable != 0,
+            master: k.master_key.clone(),
+            backup: k.backup_key.clone(),
+            auth_delta_secs: u64::try_from(k.auth_delta).unwrap_or(0),
+        }
+    }
+}
+
+impl From<&RefererRow> for RefererRule {
+    fn from(r: &RefererRow) -> Self {
+        RefererRule {
+            enabled: r.enable != 0,
+            allow_list: r.kind == 1,
+            rules: RefererRule::parse_rules(&r.rules),
+            allow_empty: r.allow_empty != 0,
+        }
+    }
+}
+
+/// The control plane's [`AccessPolicy`]:
+/// - no domain configured → everything allowed (the open single-machine default);
+/// - publish: to a push domain unless it is forbidden, with its push key checked (`txSecret`/`txTime`); to an
+///   unknown domain only while no push domain exists;
+/// - play by a play domain: refused if forbidden; its play key, and on HTTP playback its referer rule, applied;
+/// - play by a push domain (how the doors key streams today): the rules of the play domain bound to it apply when
+///   there is exactly one, otherwise it is open; play by an unknown domain is refused once domains exist.
+pub struct ControlPolicy {
+    snapshot: Arc<SnapshotCell>,
+    clock: Box<dyn Fn() -> u64 + Send + Sync>,
+}
+
+impl ControlPolicy {
+    /// A policy reading `snapshot`, with the system clock.
+    pub fn new(snapshot: Arc<SnapshotCell>) -> ControlPolicy {
+        ControlPolicy::with_clock(snapshot, || u64::try_from(crate::store::unix_now()).unwrap_or(0))
+    }
+
+    /// A policy with a custom clock (UNIX seconds), for tests.
+    pub fn with_clock(snapshot: Arc<SnapshotCell>, clock: impl Fn() -> u64 + Send + Sync + 'static) -> ControlPolicy {
+        ControlPolicy { snapshot, clock: Box::new(clock) }
+    }
+
+    fn check_play_domain(&self, snap: &Snapshot, d: &Domain, req: &AccessRequest<'_>) -> Result<(), Denied> {
+        if d.status == 0 {
+            return Err(Denied::forbidden(format!("forbidden domain {}", d.name)));
+        }
+        verify_tx_secret(&snap.auth_key(&d.name), &req.key.stream, req.params, (self.clock)())?;
+        if req.protocol == Protocol::HttpFlv {
+            check_referer(&snap.referer(&d.name), req.referer)?;
+        }
+        Ok(())
+    }
+}
+
+impl AccessPolicy for ControlPolicy {
+    fn check(&self, req: &AccessRequest<'_>) -> Result<(), Denied> {
+        let snap = self.snapshot.get();
+        if snap.domains.is_empty() {
+            return Ok(());
+        }
+        let name = req.key.domain.as_str();
+        let domain = snap.domain(name);
+        match req.direction {
+            Direction::Publish => match domain {
+                Some(d) if d.kind == DOMAIN_PUSH => {
+                    if d.status == 0 {
+                        return Err(Denied::forbidden(format!("forbidden domain {name}")));
+                    }
+                    verify_tx_secret(&snap.auth_key(name), &req.key.stream, req.params, (self.clock)())?;
+                    Ok(())
+                }
+                Some(_) => Err(Denied::unknown_domain(format!("{name} is not a push domain"))),
+                None if snap.domains.iter().any(|d| d.kind == DOMAIN_PUSH) => {
+                    Err(Denied::unknown_domain(format!("unknown domain {name}")))
+                }
+                None => Ok(()),
+            },
+            Direction::Play => match domain {
+                Some(d) if d.kind == DOMAIN_PLAY => self.check_play_domain(&snap, d, req),
+                Some(_) => {
+                    let mut bound = snap
+                        .domains
+                        .iter()
+                        .filter(|p| p.kind == DOMAIN_PLAY && snap.bound_push_domain(p).as_deref() == Some(name));
+                    match (bound.next(), bound.next()) {
+                        (Some(play), None) => self.check_play_domain(&snap, play, req),
+                        _ => Ok(()),
+                    }
+                }
+                None => Err(Denied::unknown_domain(format!("unknown domain {name}"))),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ferrocast_hub::{DenyKind, StreamKey};
+
+    use super::*;
+    use crate::auth::{Algorithm, sign_tx_secret};
+
+    const NOW: u64 = 1_700_000_000;
+
+    fn domain(name: &str, kind: i64, push: Option<&str>) -> Domain {
+        Domain {
+            name: name.into(),
+            kind,
+            status: 1,
+            play_type: 1,
+            is_delay_live: 0,
+            is_mini_program_live: 0,
+            push_domain: push.map(str::to_string),
+            target_cname: String::new(),
+            created_at: 0,
+        }
+    }
+
+    fn key(domain: &str, enable: i64, master: &str, backup: &str) -> AuthKeyRow {
+        AuthKeyRow {
+            domain: domain.into(),
+            enable,
+            master_key: master.into(),
+            backup_key: backup.into(),
+            auth_delta: 0,
+        }
+    }
+
+    fn policy(snap: Snapshot) -> ControlPolicy {
+        ControlPolicy::with_clock(Arc::new(SnapshotCell::new(snap)), || NOW)
+    }
+
+    fn ask(
+        p: &ControlPolicy,
+        direction: Direction,
+        protocol: Protocol,
+        domain: &str,
+        params: &[(String, String)],
+        referer: Option<&str>,
+    ) -> Result<(), Denied> {
+        let k = StreamKey::new(domain, "live", "s");
+        p.check(&AccessRequest { direction, protocol, key: &k, params, client: None, referer })
+    }
+
+    fn signed(key: &str, tx_time: u64) -> Vec<(String, String)> {
+        let t = format!("{tx_time:08X}");
+        vec![("txSecret".into(), sign_tx_secret(key, "s", &t, Algorithm::Md5)), ("txTime".into(), t)]
+    }
+
+    #[test]
+    fn no_domains_means_open() {
+        let p = policy(Snapshot::default());
+        assert_eq!(ask(&p, Direction::Publish, Protocol::Rtmp, "any.com", &[], None), Ok(()));
+        assert_eq!(ask(&p, Direction::Play, Protocol::HttpFlv, "any.com", &[], None), Ok(()));
+    }
+
+    #[test]
+    fn publish_rules() {
+        let mut forbidden = domain("off.com", DOMAIN_PUSH, None);
+        forbidden.status = 0;
+        let snap = Snapshot {
+            domains: vec![domain("push.com", DOMAIN_PUSH, None), forbidden],
+            auth_keys: vec![key("push.com", 1, "master", "backup"), key("off.com", 0, "", "")],
+            referers: vec![],
+        };
+        let p = policy(snap);
+        let rtmp = Protocol::Rtmp;
+        assert_eq!(ask(&p, Direction::Publish, rtmp, "push.com", &signed("master", NOW), None), Ok(()));
+        assert_eq!(ask(&p, Direction::Publish, rtmp, "push.com", &signed("backup", NOW), None), Ok(()));
+        let e = ask(&p, Direction::Publish, rtmp, "push.com", &signed("wrong", NOW), None).expect_err("wrong key");
+        assert_eq!(e.kind, DenyKind::Unauthorized);
+        let e = ask(&p, Direction::Publish, rtmp, "push.com", &signed("master", NOW - 1), None).expect_err("expired");
+        assert!(e.reason.contains("expired"), "{e}");
+        let e = ask(&p, Direction::Publish, rtmp, "push.com", &[], None).expect_err("unsigned");
+        assert_eq!(e.kind, DenyKind::Unauthorized);
+        let e = ask(&p, Direction::Publish, rtmp, "other.com", &[], None).expect_err("unknown");
+        assert_eq!(e.kind, DenyKind::UnknownDomain);
+        let e = ask(&p, Direction::Publish, rtmp, "off.com", &[], None).expect_err("forbidden");
+        assert_eq!(e.kind, DenyKind::Forbidden);
+    }
+
+    #[test]
+    fn play_rules() {
+        let snap = Snapshot {
+            domains: vec![domain("push.com", DOMAIN_PUSH, None), domain("play.com", DOMAIN_PLAY, Some("push.com"))],
+            auth_keys: vec![key("push.com", 0, "", ""), key("play.com", 1, "pk", "")],
+            referers: vec![RefererRow {
+                domain: "play.com".into(),
+                enable: 1,
+                kind: 1,
+                allow_empty: 0,
+                rules: "good.com".into(),
+            }],
+        };
+        let p = policy(snap);
+        let ok = signed("pk", NOW);
+        let flv = Protocol::HttpFlv;
+        assert_eq!(ask(&p, Direction::Play, flv, "play.com", &ok, Some("http://good.com/x")), Ok(()));
+        let e = ask(&p, Direction::Play, flv, "play.com", &ok, Some("http://bad.com/")).expect_err("referer");
+        assert_eq!(e.kind, DenyKind::Forbidden);
+        assert_eq!(ask(&p, Direction::Play, Protocol::Rtmp, "play.com", &ok, None), Ok(()), "no referer on RTMP");
+        let e = ask(&p, Direction::Play, Protocol::Rtmp, "play.com", &[], None).expect_err("unsigned");
+        assert_eq!(e.kind, DenyKind::Unauthorized);
+        // Playing by the push domain applies the bound play domain's rules.
+        let e = ask(&p, Direction::Play, Protocol::Rtmp, "push.com", &[], None).expect_err("by push domain");
+        assert_eq!(e.kind, DenyKind::Unauthorized);
+        assert_eq!(ask(&p, Direction::Play, Protocol::Rtmp, "push.com", &ok, None), Ok(()));
+        let e = ask(&p, Direction::Play, flv, "nope.com", &ok, None).expect_err("unknown");
+        assert_eq!(e.kind, DenyKind::UnknownDomain);
+    }
+}
