@@ -12,7 +12,7 @@ from unittest import mock
 import pytest
 import requests
 
-from conftest import publish, wait_until
+from conftest import check_media, publish, record, wait_until
 
 from tencentcloud.common import credential
 from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
@@ -246,6 +246,42 @@ def test_push_authentication_on_rtmp(server):
     again = publish(server.rtmp("again"), 6, name="pub-again")
     wait_until(lambda: server.is_live("again"), 15, 0.1, "open push after deleting the domain")
     again.kill()
+
+
+def test_play_domain_plays_the_streams_of_its_push_domain(server, tmp_path):
+    """Viewers address the play domain; streams live under the push domain it is bound to; the play domain's
+    auth key is enforced on HTTP-FLV (txHost) and RTMP (tcUrl host)."""
+    c = client(server)
+    call(c, "AddLiveDomain", {"DomainName": PUSH, "DomainType": 0})
+    call(c, "AddLiveDomain", {"DomainName": PLAY, "DomainType": 1})
+    try:
+        call(c, "ModifyLivePushAuthKey", {"DomainName": PUSH, "Enable": 0})
+        call(c, "ModifyLivePlayAuthKey", {"DomainName": PLAY, "Enable": 1, "AuthKey": "playkey", "AuthDelta": 0})
+        pub = publish(server.rtmp("pd"), 12, name="pub-play-domain")
+        tx_time = f"{int(time.time()) + 3600:08X}"
+        secret = hashlib.md5(f"playkey{'pd'}{tx_time}".encode()).hexdigest()
+        signed = f"txSecret={secret}&txTime={tx_time}"
+
+        def plays() -> bool:
+            with requests.get(server.flv("pd") + f"?txHost={PLAY}&{signed}", stream=True, timeout=(2, 2)) as r:
+                return r.status_code == 200
+        wait_until(plays, 15, 0.1, "the stream to play through the play domain")
+
+        unsigned = requests.get(server.flv("pd") + f"?txHost={PLAY}", timeout=10)
+        assert unsigned.status_code == 403, unsigned.text
+        with requests.get(server.flv("pd") + f"?txHost={PLAY}&{signed}", stream=True, timeout=10) as r:
+            assert r.status_code == 200, r.text
+            assert next(r.iter_content(3)) == b"FLV"
+
+        tcurl = f"rtmp://{PLAY}:{server.rtmp_port}/live"
+        viewer = record(f"{server.rtmp('pd')}?{signed}", tmp_path / "play-domain.flv",
+                        extra_in=["-rtmp_tcurl", tcurl], name="rtmp-play-domain")
+        assert pub.wait(30) == 0, pub.tail(20)
+        assert viewer.wait(20) == 0, viewer.tail(20)
+        check_media(tmp_path / "play-domain.flv", min_seconds=3.0)
+    finally:
+        call(c, "DeleteLiveDomain", {"DomainName": PLAY, "DomainType": 1})
+        call(c, "DeleteLiveDomain", {"DomainName": PUSH, "DomainType": 0})
 
 
 def test_generated_credentials(server_factory):

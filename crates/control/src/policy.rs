@@ -168,6 +168,12 @@ impl AccessPolicy for ControlPolicy {
             },
         }
     }
+
+    fn stream_domain(&self, requested: &str) -> Option<String> {
+        let snap = self.snapshot.get();
+        let play = snap.domain(requested).filter(|d| d.kind == DOMAIN_PLAY)?;
+        snap.bound_push_domain(play)
+    }
 }
 
 #[cfg(test)]
@@ -284,5 +290,24 @@ mod tests {
         assert_eq!(ask(&p, Direction::Play, Protocol::Rtmp, "push.com", &ok, None), Ok(()));
         let e = ask(&p, Direction::Play, flv, "nope.com", &ok, None).expect_err("unknown");
         assert_eq!(e.kind, DenyKind::UnknownDomain);
+    }
+
+    #[test]
+    fn a_play_domain_plays_the_streams_of_its_push_domain() {
+        let snap = Snapshot {
+            domains: vec![
+                domain("push.com", DOMAIN_PUSH, None),
+                domain("push2.com", DOMAIN_PUSH, None),
+                domain("play.com", DOMAIN_PLAY, Some("push.com")),
+                domain("loose.com", DOMAIN_PLAY, None),
+            ],
+            auth_keys: vec![],
+            referers: vec![],
+        };
+        let p = policy(snap);
+        assert_eq!(p.stream_domain("play.com").as_deref(), Some("push.com"));
+        assert_eq!(p.stream_domain("push.com"), None, "a push domain plays its own streams");
+        assert_eq!(p.stream_domain("loose.com"), None, "unbound with two push domains: no mapping");
+        assert_eq!(p.stream_domain("nope.com"), None);
     }
 }

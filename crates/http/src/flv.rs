@@ -58,6 +58,7 @@ pub async fn play(
         state.hub.metrics().protocol(Protocol::HttpFlv).rejected.fetch_add(1, Ordering::Relaxed);
         return (StatusCode::FORBIDDEN, format!("{}\n", denied.reason)).into_response();
     }
+    let key = state.hub.playback_key(&key);
     let sub = match state.hub.subscribe(&key, Protocol::HttpFlv, Some(client), SubscriberOptions::default()) {
         Ok(sub) => sub,
         Err(e) => {

@@ -106,6 +106,13 @@ impl std::error::Error for Denied {}
 pub trait AccessPolicy: Send + Sync {
     /// `Ok` to let the client in, else why not.
     fn check(&self, req: &AccessRequest<'_>) -> Result<(), Denied>;
+
+    /// The domain whose streams a playback request for `requested` plays: for a play domain bound to a push
+    /// domain, that push domain (streams live under the domain they were pushed to). `None` keeps `requested`.
+    fn stream_domain(&self, requested: &str) -> Option<String> {
+        let _ = requested;
+        None
+    }
 }
 
 /// The default: an open server (no domains configured), every request allowed.

@@ -206,6 +206,16 @@ impl Hub {
         policy.check(req)
     }
 
+    /// The stream key a viewer of `requested` plays: the same key, under the push domain its play domain is
+    /// bound to when the access policy knows one. Call after [`check_access`](Hub::check_access) succeeded.
+    pub fn playback_key(&self, requested: &StreamKey) -> StreamKey {
+        let policy = self.shared.access.read().clone();
+        match policy.stream_domain(&requested.domain) {
+            Some(domain) => StreamKey { domain, ..requested.clone() },
+            None => requested.clone(),
+        }
+    }
+
     /// Starts publishing `req.key`. A stream inside its grace period is resumed seamlessly; a stream with a live
     /// publisher is refused (the first publisher keeps going).
     pub fn publish(&self, req: PublishRequest) -> Result<Publisher, PublishError> {

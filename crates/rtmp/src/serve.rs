@@ -44,6 +44,11 @@ pub struct RtmpServeOptions {
     pub protocol: Protocol,
 }
 
+/// Read buffer of a connection while it publishes or negotiates.
+const READ_BUFFER: usize = 16 * 1024;
+/// Read buffer of a connection once it plays.
+const PLAYER_READ_BUFFER: usize = 2048;
+
 /// The message stream id whose chunks are shared between viewers (the id every common client gets).
 const SHARED_STREAM_ID: u32 = 1;
 
@@ -164,7 +169,7 @@ enum End {
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Connection<S> {
     async fn run(&mut self) -> End {
-        let mut buf = vec![0u8; 16 * 1024];
+        let mut buf = vec![0u8; READ_BUFFER];
         let mut batch: Vec<Arc<Entry>> = Vec::new();
         loop {
             if self.close_after_flush {
@@ -173,6 +178,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Connection<S> {
             let n = match &mut self.role {
                 Role::Playing { subscriber, stream_id } => {
                     let stream_id = *stream_id;
+                    // A player only sends acknowledgements and the odd command: keep its idle footprint small.
+                    if buf.len() > PLAYER_READ_BUFFER {
+                        buf.truncate(PLAYER_READ_BUFFER);
+                        buf.shrink_to_fit();
+                    }
                     batch.clear();
                     tokio::select! {
                         read = self.reader.read(&mut buf) => match read {
@@ -408,6 +418,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Connection<S> {
             self.session.reject_play(stream_id, code, &denied.reason);
             return self.refuse();
         }
+        let key = self.hub.playback_key(&key);
         match self.hub.subscribe(&key, self.options.protocol, Some(self.peer), SubscriberOptions::default()) {
             Ok(subscriber) => {
                 info!(stream = %key, viewer = subscriber.id(), "play started");
