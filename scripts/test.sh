@@ -20,7 +20,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 step "Debian packages"
-DEB_PACKAGES=(ffmpeg openssl nginx-light libnginx-mod-rtmp)
+DEB_PACKAGES=(ffmpeg openssl nginx-light libnginx-mod-rtmp postgresql)
 missing=()
 for pkg in "${DEB_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -78,6 +78,21 @@ cargo build --workspace --bins
 
 step "cargo test --workspace"
 cargo test --workspace
+
+step "store tests on PostgreSQL"
+# The store's own tests run on SQLite above and again here on PostgreSQL (Debian's cluster, started if needed).
+# One thread: they share one database.
+pg_as() { if [ "$(id -u)" -eq 0 ]; then su postgres -c "$1"; else sudo -u postgres sh -c "$1"; fi; }
+PG_VERSION=$(ls /etc/postgresql 2>/dev/null | sort -n | tail -1)
+[ -n "$PG_VERSION" ] || die "postgresql is installed but has no cluster under /etc/postgresql"
+"${SUDO[@]}" pg_ctlcluster "$PG_VERSION" main start 2>/dev/null || true
+for _ in $(seq 50); do pg_as "psql -qAtc 'select 1'" >/dev/null 2>&1 && break; sleep 0.2; done
+pg_as "psql -qAtc \"select 1 from pg_roles where rolname='ferrocast'\"" | grep -q 1 \
+    || pg_as "psql -qc \"create role ferrocast login password 'ferrocast'\""
+pg_as "psql -qAtc \"select 1 from pg_database where datname='ferrocast_test'\"" | grep -q 1 \
+    || pg_as "psql -qc 'create database ferrocast_test owner ferrocast'"
+FERROCAST_TEST_PG_URL=postgres://ferrocast:ferrocast@127.0.0.1:5432/ferrocast_test \
+    cargo test -p ferrocast-control store -- --test-threads=1
 
 step "pytest tests (black-box, against target/debug/ferrocast)"
 export FERROCAST_BIN="$ROOT/target/debug/ferrocast"

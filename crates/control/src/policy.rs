@@ -117,6 +117,17 @@ impl ControlPolicy {
         ControlPolicy { snapshot, clock: Box::new(clock) }
     }
 
+    /// Refuses a publish to a stream forbidden by ForbidLiveStream whose resume time has not passed.
+    fn check_forbidden_stream(&self, snap: &Snapshot, req: &AccessRequest<'_>) -> Result<(), Denied> {
+        let now = i64::try_from((self.clock)()).unwrap_or(i64::MAX);
+        let k = req.key;
+        let hit = snap
+            .forbidden
+            .iter()
+            .any(|f| f.domain == k.domain && f.app == k.app && f.stream == k.stream && now < f.resume_at);
+        if hit { Err(Denied::forbidden(format!("forbidden stream {k}"))) } else { Ok(()) }
+    }
+
     fn check_play_domain(&self, snap: &Snapshot, d: &Domain, req: &AccessRequest<'_>) -> Result<(), Denied> {
         if d.status == 0 {
             return Err(Denied::forbidden(format!("forbidden domain {}", d.name)));
@@ -133,7 +144,10 @@ impl AccessPolicy for ControlPolicy {
     fn check(&self, req: &AccessRequest<'_>) -> Result<(), Denied> {
         let snap = self.snapshot.get();
         if snap.domains.is_empty() {
-            return Ok(());
+            return match req.direction {
+                Direction::Publish => self.check_forbidden_stream(&snap, req),
+                Direction::Play => Ok(()),
+            };
         }
         let name = req.key.domain.as_str();
         let domain = snap.domain(name);
@@ -143,6 +157,7 @@ impl AccessPolicy for ControlPolicy {
                     if d.status == 0 {
                         return Err(Denied::forbidden(format!("forbidden domain {name}")));
                     }
+                    self.check_forbidden_stream(&snap, req)?;
                     verify_tx_secret(&snap.auth_key(name), &req.key.stream, req.params, (self.clock)())?;
                     Ok(())
                 }
@@ -150,7 +165,7 @@ impl AccessPolicy for ControlPolicy {
                 None if snap.domains.iter().any(|d| d.kind == DOMAIN_PUSH) => {
                     Err(Denied::unknown_domain(format!("unknown domain {name}")))
                 }
-                None => Ok(()),
+                None => self.check_forbidden_stream(&snap, req),
             },
             Direction::Play => match domain {
                 Some(d) if d.kind == DOMAIN_PLAY => self.check_play_domain(&snap, d, req),
@@ -182,6 +197,7 @@ mod tests {
 
     use super::*;
     use crate::auth::{Algorithm, sign_tx_secret};
+    use crate::store::ForbiddenStream;
 
     const NOW: u64 = 1_700_000_000;
 
@@ -245,6 +261,7 @@ mod tests {
             domains: vec![domain("push.com", DOMAIN_PUSH, None), forbidden],
             auth_keys: vec![key("push.com", 1, "master", "backup"), key("off.com", 0, "", "")],
             referers: vec![],
+            forbidden: vec![],
         };
         let p = policy(snap);
         let rtmp = Protocol::Rtmp;
@@ -274,6 +291,7 @@ mod tests {
                 allow_empty: 0,
                 rules: "good.com".into(),
             }],
+            forbidden: vec![],
         };
         let p = policy(snap);
         let ok = signed("pk", NOW);
@@ -303,11 +321,40 @@ mod tests {
             ],
             auth_keys: vec![],
             referers: vec![],
+            forbidden: vec![],
         };
         let p = policy(snap);
         assert_eq!(p.stream_domain("play.com").as_deref(), Some("push.com"));
         assert_eq!(p.stream_domain("push.com"), None, "a push domain plays its own streams");
         assert_eq!(p.stream_domain("loose.com"), None, "unbound with two push domains: no mapping");
         assert_eq!(p.stream_domain("nope.com"), None);
+    }
+
+    #[test]
+    fn forbidden_streams_are_refused_until_their_resume_time() {
+        let forbid = |stream: &str, resume_at: i64| ForbiddenStream {
+            domain: "push.com".into(),
+            app: "live".into(),
+            stream: stream.into(),
+            reason: String::new(),
+            forbidden_at: 0,
+            resume_at,
+        };
+        let snap = Snapshot {
+            domains: vec![domain("push.com", DOMAIN_PUSH, None)],
+            auth_keys: vec![key("push.com", 0, "", "")],
+            referers: vec![],
+            forbidden: vec![forbid("s", NOW as i64 + 10)],
+        };
+        let p = policy(snap);
+        let e = ask(&p, Direction::Publish, Protocol::Rtmp, "push.com", &[], None).expect_err("forbidden");
+        assert_eq!(e.kind, DenyKind::Forbidden);
+        assert_eq!(ask(&p, Direction::Play, Protocol::Rtmp, "push.com", &[], None), Ok(()), "play is not refused");
+        let expired = Snapshot { forbidden: vec![forbid("s", NOW as i64)], ..Snapshot::default() };
+        let p = policy(Snapshot { domains: vec![domain("push.com", DOMAIN_PUSH, None)], ..expired });
+        assert_eq!(ask(&p, Direction::Publish, Protocol::Rtmp, "push.com", &[], None), Ok(()), "resume time passed");
+        let open = policy(Snapshot { forbidden: vec![forbid("s", NOW as i64 + 10)], ..Snapshot::default() });
+        let e = ask(&open, Direction::Publish, Protocol::Rtmp, "push.com", &[], None).expect_err("no domains");
+        assert_eq!(e.kind, DenyKind::Forbidden);
     }
 }

@@ -136,6 +136,36 @@ pub struct Snapshot {
     pub auth_keys: Vec<AuthKeyRow>,
     /// Every referer rule.
     pub referers: Vec<RefererRow>,
+    /// Every forbidden stream (expired entries included; the policy compares `resume_at` with its clock).
+    pub forbidden: Vec<ForbiddenStream>,
+}
+
+/// A stream refused for publishing until `resume_at` (ForbidLiveStream).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForbiddenStream {
+    /// The push domain.
+    pub domain: String,
+    /// The application.
+    pub app: String,
+    /// The stream name.
+    pub stream: String,
+    /// Why it was forbidden (`Reason`).
+    pub reason: String,
+    /// When it was forbidden (UNIX seconds).
+    pub forbidden_at: i64,
+    /// When pushing is allowed again (UNIX seconds).
+    pub resume_at: i64,
+}
+
+fn forbidden_from_row(row: &AnyRow) -> Result<ForbiddenStream, sqlx::Error> {
+    Ok(ForbiddenStream {
+        domain: row.try_get("domain")?,
+        app: row.try_get("app")?,
+        stream: row.try_get("stream")?,
+        reason: row.try_get("reason")?,
+        forbidden_at: row.try_get("forbidden_at")?,
+        resume_at: row.try_get("resume_at")?,
+    })
 }
 
 /// The control plane's database.
@@ -145,10 +175,14 @@ pub struct Store {
     backend: Backend,
 }
 
-const SQLITE_MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "domains", include_str!("../migrations/sqlite/0001_domains.sql"))];
-const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "domains", include_str!("../migrations/postgres/0001_domains.sql"))];
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "domains", include_str!("../migrations/sqlite/0001_domains.sql")),
+    (2, "forbidden_streams", include_str!("../migrations/sqlite/0002_forbidden_streams.sql")),
+];
+const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "domains", include_str!("../migrations/postgres/0001_domains.sql")),
+    (2, "forbidden_streams", include_str!("../migrations/postgres/0002_forbidden_streams.sql")),
+];
 
 /// The migrations compiled into the binary, for one backend.
 #[derive(Debug)]
@@ -454,7 +488,55 @@ impl Store {
             .iter()
             .map(referer_from_row)
             .collect::<Result<_, _>>()?;
-        Ok(Snapshot { domains, auth_keys, referers })
+        let forbidden = self.forbidden_streams().await?;
+        Ok(Snapshot { domains, auth_keys, referers, forbidden })
+    }
+
+    /// Forbids pushing `f.domain/f.app/f.stream` until `f.resume_at`, replacing an earlier entry.
+    pub async fn forbid_stream(&self, f: &ForbiddenStream) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM forbidden_streams WHERE domain = $1 AND app = $2 AND stream = $3")
+            .bind(&f.domain)
+            .bind(&f.app)
+            .bind(&f.stream)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO forbidden_streams (domain, app, stream, reason, forbidden_at, resume_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&f.domain)
+        .bind(&f.app)
+        .bind(&f.stream)
+        .bind(&f.reason)
+        .bind(f.forbidden_at)
+        .bind(f.resume_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Lifts a forbid. Returns whether there was one.
+    pub async fn resume_stream(&self, domain: &str, app: &str, stream: &str) -> Result<bool, StoreError> {
+        let r = sqlx::query("DELETE FROM forbidden_streams WHERE domain = $1 AND app = $2 AND stream = $3")
+            .bind(domain)
+            .bind(app)
+            .bind(stream)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    /// Every forbidden stream, oldest forbid first.
+    pub async fn forbidden_streams(&self) -> Result<Vec<ForbiddenStream>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT domain, app, stream, reason, forbidden_at, resume_at FROM forbidden_streams \
+             ORDER BY forbidden_at, domain, app, stream",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(forbidden_from_row).collect::<Result<_, _>>()?)
     }
 }
 
@@ -467,7 +549,7 @@ mod tests {
         if let Ok(url) = std::env::var("FERROCAST_TEST_PG_URL") {
             let pg = Store::open(&url).await.expect("postgres");
             // Start from an empty database: the tests below own these tables.
-            for t in ["domain_auth", "domain_referer", "domains"] {
+            for t in ["domain_auth", "domain_referer", "domains", "forbidden_streams"] {
                 sqlx::query(&format!("DELETE FROM {t}")).execute(&pg.pool).await.expect("clean");
             }
             out.push(pg);
@@ -555,6 +637,27 @@ mod tests {
         assert!(s.domain("persist.example.com").await.expect("get").is_some());
         assert!(dir.join("ferrocast.db").is_file());
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[tokio::test]
+    async fn forbidden_streams_round_trip() {
+        for store in stores().await {
+            let f = ForbiddenStream {
+                domain: "push.example.com".into(),
+                app: "live".into(),
+                stream: "s".into(),
+                reason: "test".into(),
+                forbidden_at: 100,
+                resume_at: 200,
+            };
+            store.forbid_stream(&f).await.expect("forbid");
+            store.forbid_stream(&ForbiddenStream { resume_at: 300, ..f.clone() }).await.expect("again replaces");
+            let snap = store.snapshot().await.expect("snapshot");
+            assert_eq!(snap.forbidden, vec![ForbiddenStream { resume_at: 300, ..f.clone() }]);
+            assert!(store.resume_stream("push.example.com", "live", "s").await.expect("resume"));
+            assert!(!store.resume_stream("push.example.com", "live", "s").await.expect("resume twice"));
+            assert!(store.forbidden_streams().await.expect("list").is_empty());
+        }
     }
 
     #[tokio::test]

@@ -95,6 +95,16 @@ pub struct StreamSummary {
     pub viewers: usize,
     /// Payload bytes received so far.
     pub bytes_in: u64,
+    /// Video frames received so far.
+    pub video_frames: u64,
+    /// Audio frames received so far.
+    pub audio_frames: u64,
+    /// Payload bytes of the video frames received so far.
+    pub video_bytes: u64,
+    /// Payload bytes of the audio frames received so far.
+    pub audio_bytes: u64,
+    /// The stream's latest `onMetaData` body (AMF0), if the publisher sent one.
+    pub metadata: Option<bytes::Bytes>,
 }
 
 pub(crate) struct HubShared {
@@ -314,6 +324,11 @@ impl Hub {
                     tracks: st.tracks.clone(),
                     viewers: s.stats.viewers.load(Ordering::Relaxed),
                     bytes_in: s.stats.bytes_in.load(Ordering::Relaxed),
+                    video_frames: s.stats.video_frames.load(Ordering::Relaxed),
+                    audio_frames: s.stats.audio_frames.load(Ordering::Relaxed),
+                    video_bytes: s.stats.video_bytes.load(Ordering::Relaxed),
+                    audio_bytes: s.stats.audio_bytes.load(Ordering::Relaxed),
+                    metadata: st.metadata.clone(),
                 }
             })
             .collect();

@@ -147,6 +147,10 @@ pub struct StreamStats {
     pub video_frames: AtomicU64,
     /// Audio frames received.
     pub audio_frames: AtomicU64,
+    /// Payload bytes of the video frames received.
+    pub video_bytes: AtomicU64,
+    /// Payload bytes of the audio frames received.
+    pub audio_bytes: AtomicU64,
     /// Viewers now.
     pub viewers: AtomicUsize,
 }
@@ -387,10 +391,12 @@ impl Publisher {
         }
         let stats = &self.stream.stats;
         stats.bytes_in.fetch_add(size, Ordering::Relaxed);
-        match media {
-            MediaType::Video => stats.video_frames.fetch_add(1, Ordering::Relaxed),
-            MediaType::Audio => stats.audio_frames.fetch_add(1, Ordering::Relaxed),
+        let (frames, bytes) = match media {
+            MediaType::Video => (&stats.video_frames, &stats.video_bytes),
+            MediaType::Audio => (&stats.audio_frames, &stats.audio_bytes),
         };
+        frames.fetch_add(1, Ordering::Relaxed);
+        bytes.fetch_add(size, Ordering::Relaxed);
         result.map(|_| ())
     }
 

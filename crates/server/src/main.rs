@@ -1,8 +1,9 @@
 //! `ferrocast`: the self-hosted live streaming server. With no arguments it serves RTMP on 0.0.0.0:1935 and
-//! HTTP on 0.0.0.0:8080 and keeps its state under `./data`.
+//! HTTP on 0.0.0.0:8080 and keeps its state under `./data`. `ferrocast url push|play ...` prints signed addresses.
 
 mod config;
 mod tls;
+mod url_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use ferrocast_control::ApiState;
 use ferrocast_control::credentials::Credentials;
 use ferrocast_control::policy::{ControlPolicy, SnapshotCell};
@@ -28,8 +29,18 @@ use crate::config::Config;
 #[command(name = "ferrocast", version, about = "Self-hosted live streaming cloud")]
 struct Cli {
     /// TOML configuration file (see ferrocast.example.toml); FERROCAST_<SECTION>_<KEY> variables override it.
-    #[arg(long, short)]
+    #[arg(long, short, global = true)]
     config: Option<PathBuf>,
+    /// What to do; without one, the server runs.
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+/// The subcommands of `ferrocast`.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print signed push or play addresses (RTMP, OBS, FLV, HLS, WebRTC, SRT) with the domain's key from the store.
+    Url(url_cmd::UrlArgs),
 }
 
 fn main() -> ExitCode {
@@ -41,6 +52,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(Command::Url(args)) = &cli.command {
+        return url_command(args, &config);
+    }
     init_logging(&config);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -54,6 +68,27 @@ fn main() -> ExitCode {
         Err(e) => {
             tracing::error!("{e}");
             eprintln!("ferrocast: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `ferrocast url ...`: prints the addresses on stdout, or the reason on stderr (exit 1).
+fn url_command(args: &url_cmd::UrlArgs, config: &Config) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ferrocast: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(url_cmd::run(args, config)) {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("ferrocast url: {e}");
             ExitCode::from(1)
         }
     }
@@ -179,7 +214,14 @@ async fn run(config: Config) -> Result<(), RunError> {
         }),
         ready: ready.clone(),
     };
-    let api = ApiState { store, credentials: Arc::new(credentials), snapshot, max_domains: config.api.max_domains };
+    let api = ApiState {
+        store,
+        credentials: Arc::new(credentials),
+        snapshot,
+        max_domains: config.api.max_domains,
+        hub: hub.clone(),
+        rates: Arc::default(),
+    };
     let app = ferrocast_http::router(state)
         .merge(ferrocast_control::api_router(api))
         .into_make_service_with_connect_info::<ClientAddr>();

@@ -1,9 +1,10 @@
-//! The actions: domains, push/play auth keys, referer rules (brief §2.1, §2.2). Fields follow the SDK's models.py.
+//! The actions: domains, push/play auth keys, referer rules (brief §2.1, §2.2), stream management (§2.3, in
+//! [`super::streams`]). Fields follow the SDK's models.py.
 
 use serde_json::{Map, Value, json};
 
 use super::sign::datetime;
-use super::{ApiError, ApiState, Params};
+use super::{ApiError, ApiState, Params, streams};
 use crate::store::{AuthKeyUpdate, DOMAIN_PLAY, DOMAIN_PUSH, Domain, NewDomain, RefererRow, StoreError};
 
 type Out = Result<Map<String, Value>, ApiError>;
@@ -26,6 +27,12 @@ pub async fn dispatch(state: &ApiState, action: &str, p: Params) -> Out {
         "ModifyLivePlayAuthKey" => (modify_play_key(state, &p).await, true),
         "DescribeLiveDomainReferer" => (describe_referer(state, &p).await, false),
         "ModifyLiveDomainReferer" => (modify_referer(state, &p).await, true),
+        "DescribeLiveStreamOnlineList" => (streams::online_list(state, &p).await, false),
+        "DescribeLiveStreamState" => (streams::stream_state(state, &p).await, false),
+        "DescribeLiveStreamPushInfoList" => (streams::push_info_list(state, &p).await, false),
+        "DropLiveStream" => (streams::drop_stream(state, &p).await, false),
+        "ForbidLiveStream" => (streams::forbid_stream(state, &p).await, false),
+        "ResumeLiveStream" => (streams::resume_stream(state, &p).await, true),
         _ => return Err(ApiError::new("InvalidAction", format!("The API `{action}` does not exist."))),
     };
     if modifies && out.is_ok() {

@@ -4,6 +4,7 @@
 mod actions;
 mod params;
 pub mod sign;
+pub mod streams;
 
 use std::sync::Arc;
 
@@ -36,6 +37,10 @@ pub struct ApiState {
     pub snapshot: Arc<SnapshotCell>,
     /// Most domains the store may hold (`CreateLimitCount`).
     pub max_domains: i64,
+    /// The live streams, for the stream management actions.
+    pub hub: ferrocast_hub::Hub,
+    /// Push rates measured between queries (DescribeLiveStreamPushInfoList).
+    pub rates: Arc<streams::RateMeter>,
 }
 
 /// An API error: a Tencent error code and message, sent as HTTP 200 with `Response.Error`.
