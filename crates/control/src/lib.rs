@@ -4,8 +4,11 @@
 
 pub mod api;
 pub mod auth;
+pub mod callbacks;
 pub mod credentials;
+pub mod history;
 pub mod policy;
 pub mod store;
+pub mod store_callbacks;
 
 pub use api::{ApiState, api_router};

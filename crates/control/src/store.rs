@@ -178,10 +178,14 @@ pub struct Store {
 const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "domains", include_str!("../migrations/sqlite/0001_domains.sql")),
     (2, "forbidden_streams", include_str!("../migrations/sqlite/0002_forbidden_streams.sql")),
+    (3, "callbacks", include_str!("../migrations/sqlite/0003_callbacks.sql")),
+    (4, "history", include_str!("../migrations/sqlite/0004_history.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "domains", include_str!("../migrations/postgres/0001_domains.sql")),
     (2, "forbidden_streams", include_str!("../migrations/postgres/0002_forbidden_streams.sql")),
+    (3, "callbacks", include_str!("../migrations/postgres/0003_callbacks.sql")),
+    (4, "history", include_str!("../migrations/postgres/0004_history.sql")),
 ];
 
 /// The migrations compiled into the binary, for one backend.
@@ -285,6 +289,11 @@ impl Store {
         };
         Migrator::new(source).await?.run(&pool).await?;
         Ok(Store { pool, backend })
+    }
+
+    /// The connection pool, for the store functions in sibling modules.
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
     }
 
     /// The database this store talks to.

@@ -125,6 +125,7 @@ impl Viewer {
     fn count(&self, chunks: &[Bytes]) {
         let n: usize = chunks.iter().map(|c| c.len()).sum();
         self.state.hub.metrics().protocol(Protocol::HttpFlv).bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+        self.sub.count_out(n as u64);
     }
 }
 

@@ -105,6 +105,8 @@ pub struct StreamSummary {
     pub audio_bytes: u64,
     /// The stream's latest `onMetaData` body (AMF0), if the publisher sent one.
     pub metadata: Option<bytes::Bytes>,
+    /// Bytes written to viewers so far.
+    pub bytes_out: u64,
 }
 
 pub(crate) struct HubShared {
@@ -329,6 +331,7 @@ impl Hub {
                     video_bytes: s.stats.video_bytes.load(Ordering::Relaxed),
                     audio_bytes: s.stats.audio_bytes.load(Ordering::Relaxed),
                     metadata: st.metadata.clone(),
+                    bytes_out: s.stats.bytes_out.load(Ordering::Relaxed),
                 }
             })
             .collect();

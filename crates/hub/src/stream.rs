@@ -153,6 +153,8 @@ pub struct StreamStats {
     pub audio_bytes: AtomicU64,
     /// Viewers now.
     pub viewers: AtomicUsize,
+    /// Bytes written to viewers (all egress protocols), as counted by the doors.
+    pub bytes_out: AtomicU64,
 }
 
 /// A live stream in the registry.

@@ -88,6 +88,11 @@ impl Subscriber {
         &self.stream.key
     }
 
+    /// Adds `n` bytes written to this viewer to the stream's bytes-out counter.
+    pub fn count_out(&self, n: u64) {
+        self.stream.stats.bytes_out.fetch_add(n, Ordering::Relaxed);
+    }
+
     /// The tracks as they were when this viewer joined: send their configurations before the first batch.
     pub fn start_tracks(&self) -> &Tracks {
         &self.start_tracks

@@ -281,6 +281,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Connection<S> {
 
     fn count_out(&self, n: usize) {
         self.hub.metrics().protocol(self.options.protocol).bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+        if let Role::Playing { subscriber, .. } = &self.role {
+            subscriber.count_out(n as u64);
+        }
     }
 
     fn refuse(&mut self) {

@@ -61,6 +61,10 @@ pub struct Config {
     pub api: ApiSection,
     /// The control plane's database.
     pub store: StoreSection,
+    /// Push start/interruption callbacks.
+    pub callbacks: CallbacksSection,
+    /// Stream history (push events, playback samples).
+    pub history: HistorySection,
 }
 
 /// `[server]`
@@ -263,6 +267,54 @@ impl Default for ApiSection {
 pub struct StoreSection {
     /// Database URL: empty for the SQLite file `<data_dir>/ferrocast.db`, or `postgres://user:pass@host/db`.
     pub url: String,
+}
+
+/// `[callbacks]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CallbacksSection {
+    /// `appid` sent in callback payloads.
+    pub appid: i64,
+    /// `set_id` sent in callback payloads (1-6 Chinese mainland, 7-200 outside).
+    pub set_id: i64,
+    /// `idc_id` sent in callback payloads.
+    pub idc_id: i64,
+    /// `node` sent in callback payloads: the IP of this access point.
+    pub node: String,
+    /// Timeout of one delivery attempt.
+    pub timeout_ms: u64,
+    /// Time between delivery attempts.
+    pub retry_interval_ms: u64,
+    /// Retries after the first attempt.
+    pub max_retries: i64,
+}
+
+impl Default for CallbacksSection {
+    fn default() -> Self {
+        CallbacksSection {
+            appid: 0,
+            set_id: 1,
+            idc_id: 0,
+            node: "127.0.0.1".to_string(),
+            timeout_ms: 20_000,
+            retry_interval_ms: 60_000,
+            max_retries: 12,
+        }
+    }
+}
+
+/// `[history]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HistorySection {
+    /// How often every live stream's viewers and bytes out are sampled (DescribeStreamPlayInfoList), in ms.
+    pub sample_interval_ms: u64,
+}
+
+impl Default for HistorySection {
+    fn default() -> Self {
+        HistorySection { sample_interval_ms: 60_000 }
+    }
 }
 
 const ENV_PREFIX: &str = "FERROCAST_";

@@ -156,6 +156,11 @@ async fn run(config: Config) -> Result<(), RunError> {
         metrics.clone(),
     );
     hub.set_access_policy(Arc::new(ControlPolicy::new(snapshot.clone())));
+    ferrocast_control::history::spawn_recorder(
+        store.clone(),
+        hub.clone(),
+        Duration::from_millis(config.history.sample_interval_ms),
+    );
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let ready = Arc::new(AtomicBool::new(false));
     let stall_timeout = Duration::from_millis(config.play.stall_timeout_ms);
@@ -214,6 +219,19 @@ async fn run(config: Config) -> Result<(), RunError> {
         }),
         ready: ready.clone(),
     };
+    let callbacks = ferrocast_control::callbacks::Callbacks::new(
+        store.clone(),
+        ferrocast_control::callbacks::CallbackConfig {
+            appid: config.callbacks.appid,
+            set_id: config.callbacks.set_id,
+            idc_id: config.callbacks.idc_id,
+            node: config.callbacks.node.clone(),
+            timeout: Duration::from_millis(config.callbacks.timeout_ms),
+            retry_interval: Duration::from_millis(config.callbacks.retry_interval_ms),
+            max_retries: config.callbacks.max_retries,
+        },
+    );
+    callbacks.start(&hub).await?;
     let api = ApiState {
         store,
         credentials: Arc::new(credentials),

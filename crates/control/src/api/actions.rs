@@ -4,7 +4,7 @@
 use serde_json::{Map, Value, json};
 
 use super::sign::datetime;
-use super::{ApiError, ApiState, Params, streams};
+use super::{ApiError, ApiState, Params, callbacks, history, streams};
 use crate::store::{AuthKeyUpdate, DOMAIN_PLAY, DOMAIN_PUSH, Domain, NewDomain, RefererRow, StoreError};
 
 type Out = Result<Map<String, Value>, ApiError>;
@@ -33,6 +33,18 @@ pub async fn dispatch(state: &ApiState, action: &str, p: Params) -> Out {
         "DropLiveStream" => (streams::drop_stream(state, &p).await, false),
         "ForbidLiveStream" => (streams::forbid_stream(state, &p).await, false),
         "ResumeLiveStream" => (streams::resume_stream(state, &p).await, true),
+        "DescribeLiveStreamEventList" => (history::event_list(state, &p).await, false),
+        "DescribeLiveStreamPublishedList" => (history::published_list(state, &p).await, false),
+        "DescribeStreamPlayInfoList" => (history::play_info_list(state, &p).await, false),
+        "CreateLiveCallbackTemplate" => (callbacks::create_template(state, &p).await, false),
+        "ModifyLiveCallbackTemplate" => (callbacks::modify_template(state, &p).await, false),
+        "DescribeLiveCallbackTemplate" => (callbacks::describe_template(state, &p).await, false),
+        "DescribeLiveCallbackTemplates" => (callbacks::describe_templates(state, &p).await, false),
+        "DeleteLiveCallbackTemplate" => (callbacks::delete_template(state, &p).await, false),
+        "CreateLiveCallbackRule" => (callbacks::create_rule(state, &p).await, false),
+        "DescribeLiveCallbackRules" => (callbacks::describe_rules(state, &p).await, false),
+        "DeleteLiveCallbackRule" => (callbacks::delete_rule(state, &p).await, false),
+        "DescribeCallbackRecordsList" => (callbacks::records_list(state, &p).await, false),
         _ => return Err(ApiError::new("InvalidAction", format!("The API `{action}` does not exist."))),
     };
     if modifies && out.is_ok() {

@@ -2,6 +2,8 @@
 //! legacy HmacSHA1/HmacSHA256 form, answered in the wire format the official SDKs expect (brief §1).
 
 mod actions;
+pub mod callbacks;
+mod history;
 mod params;
 pub mod sign;
 pub mod streams;

@@ -103,6 +103,19 @@ impl Params {
         }
     }
 
+    /// An optional list of strings.
+    pub fn str_list_opt(&self, name: &str) -> Result<Option<Vec<String>>, ApiError> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|v| v.as_str().map(str::to_string).ok_or_else(|| invalid_type(name, "a list of strings")))
+                .collect::<Result<Vec<_>, _>>()
+                .map(Some),
+            Some(_) => Err(invalid_type(name, "a list of strings")),
+        }
+    }
+
     /// A required integer.
     pub fn int_req(&self, name: &str) -> Result<i64, ApiError> {
         self.int_opt(name)?.ok_or_else(|| ApiError::missing(name))
