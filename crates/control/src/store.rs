@@ -277,8 +277,11 @@ impl Store {
         };
         let mut options = AnyPoolOptions::new();
         if backend == Backend::Sqlite {
-            // One writer at a time in SQLite; an in-memory database exists only on its one connection.
-            options = options.max_connections(if url.contains(":memory:") { 1 } else { 4 });
+            // One connection: SQLite has one writer at a time anyway, and a deferred transaction that reads then
+            // writes fails at once with "database is locked" while another connection writes (the hub-event
+            // writers of callbacks and history made that happen). An in-memory database also lives on one
+            // connection.
+            options = options.max_connections(1);
         } else {
             options = options.max_connections(8);
         }
