@@ -4,10 +4,8 @@
 use serde_json::{Map, Value, json};
 
 use super::sign::datetime;
-use super::{ApiError, ApiState, Params, callbacks, history, streams};
+use super::{ApiError, ApiState, Out, Params, callbacks, history, object, streams};
 use crate::store::{AuthKeyUpdate, DOMAIN_PLAY, DOMAIN_PUSH, Domain, NewDomain, RefererRow, StoreError};
-
-type Out = Result<Map<String, Value>, ApiError>;
 
 const BEIJING: i64 = 8 * 3600;
 
@@ -55,13 +53,6 @@ pub async fn dispatch(state: &ApiState, action: &str, p: Params) -> Out {
 
 fn empty() -> Out {
     Ok(Map::new())
-}
-
-fn object(v: Value) -> Out {
-    match v {
-        Value::Object(m) => Ok(m),
-        _ => Ok(Map::new()),
-    }
 }
 
 fn domain_not_exist(name: &str) -> ApiError {

@@ -4,22 +4,13 @@ use serde_json::{Map, Value, json};
 
 use super::sign::datetime;
 use super::streams::{iso_utc, parse_iso_utc};
-use super::{ApiError, ApiState, Params};
+use super::{ApiError, ApiState, Out, Params, object};
 use crate::store::unix_now;
 use crate::store_callbacks::{CallbackTemplate, RecordQuery};
-
-type Out = Result<Map<String, Value>, ApiError>;
 
 const BEIJING: i64 = 8 * 3600;
 /// Most templates per account.
 const MAX_TEMPLATES: i64 = 50;
-
-fn object(v: Value) -> Out {
-    match v {
-        Value::Object(m) => Ok(m),
-        _ => Ok(Map::new()),
-    }
-}
 
 fn not_found(id: i64) -> ApiError {
     ApiError::new("InternalError.ConfNotFound", format!("The callback template {id} does not exist."))

@@ -3,15 +3,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use super::sign::datetime;
 use super::streams::{iso_utc, parse_iso_utc};
-use super::{ApiError, ApiState, Params};
+use super::{ApiError, ApiState, Out, Params, int_in_range, invalid_value, object};
 use crate::history::{self, PushSession};
 use crate::store::{DOMAIN_PLAY, DOMAIN_PUSH, unix_now};
-
-type Out = Result<Map<String, Value>, ApiError>;
 
 const BEIJING: i64 = 8 * 3600;
 const DAY: i64 = 86_400;
@@ -19,24 +17,6 @@ const DAY: i64 = 86_400;
 const SKEW: i64 = 300;
 /// Most entries the event list pages through.
 const MAX_EVENT_ENTRIES: i64 = 10_000;
-
-fn object(v: Value) -> Out {
-    match v {
-        Value::Object(m) => Ok(m),
-        _ => Ok(Map::new()),
-    }
-}
-
-fn invalid(message: impl Into<String>) -> ApiError {
-    ApiError::new("InvalidParameterValue", message)
-}
-
-fn range(p: &Params, name: &str, lo: i64, hi: i64, default: i64) -> Result<i64, ApiError> {
-    match p.int_opt(name)? {
-        Some(v) if v < lo || v > hi => Err(invalid(format!("`{name}` must be between {lo} and {hi}, got {v}."))),
-        v => Ok(v.unwrap_or(default)),
-    }
-}
 
 fn filter_opt(p: &Params, name: &str) -> Result<Option<String>, ApiError> {
     Ok(p.str_opt(name)?.map(|s| s.trim().to_string()).filter(|s| !s.is_empty()))
@@ -71,7 +51,7 @@ pub fn time_window(p: &Params, rules: WindowRules, now: i64) -> Result<(i64, i64
     let read = |name: &str| -> Result<i64, ApiError> {
         let raw = p.str_req(name)?;
         parse_time(&raw, rules.beijing_ok).ok_or_else(|| {
-            invalid(if rules.beijing_ok {
+            invalid_value(if rules.beijing_ok {
                 format!("`{name}` must be `YYYY-MM-DDThh:mm:ssZ` (UTC) or `YYYY-MM-DD hh:mm:ss` (UTC+8): {raw}")
             } else {
                 format!("`{name}` must be a UTC ISO 8601 time (`2018-06-29T19:00:00Z`): {raw}")
@@ -80,16 +60,16 @@ pub fn time_window(p: &Params, rules: WindowRules, now: i64) -> Result<(i64, i64
     };
     let (start, end) = (read("StartTime")?, read("EndTime")?);
     if end < start {
-        return Err(invalid("`EndTime` must not be before `StartTime`."));
+        return Err(invalid_value("`EndTime` must not be before `StartTime`."));
     }
     if end > now + SKEW {
-        return Err(invalid("`EndTime` must not be later than the current time."));
+        return Err(invalid_value("`EndTime` must not be later than the current time."));
     }
     if end - start > rules.max_span {
-        return Err(invalid(format!("`EndTime` must be at most {} s after `StartTime`.", rules.max_span)));
+        return Err(invalid_value(format!("`EndTime` must be at most {} s after `StartTime`.", rules.max_span)));
     }
     if start < now - rules.max_back {
-        return Err(invalid(format!("`StartTime` must be at most {} days back.", rules.max_back / DAY)));
+        return Err(invalid_value(format!("`StartTime` must be at most {} days back.", rules.max_back / DAY)));
     }
     Ok((start, end))
 }
@@ -138,17 +118,17 @@ pub async fn event_list(state: &ApiState, p: &Params) -> Out {
     let app = filter_opt(p, "AppName")?;
     let stream = filter_opt(p, "StreamName")?;
     if stream.as_deref().is_some_and(|s| s.contains('*')) {
-        return Err(invalid("`StreamName` must not contain `*`."));
+        return Err(invalid_value("`StreamName` must not contain `*`."));
     }
-    let page_num = range(p, "PageNum", 1, MAX_EVENT_ENTRIES, 1)?;
-    let page_size = range(p, "PageSize", 1, 100, 10)?;
+    let page_num = int_in_range(p, "PageNum", 1, MAX_EVENT_ENTRIES, 1)?;
+    let page_size = int_in_range(p, "PageSize", 1, 100, 10)?;
     if (page_num - 1).saturating_mul(page_size) >= MAX_EVENT_ENTRIES {
-        return Err(invalid(format!("At most {MAX_EVENT_ENTRIES} entries can be paged through.")));
+        return Err(invalid_value(format!("At most {MAX_EVENT_ENTRIES} entries can be paged through.")));
     }
     // Every recorded session was a successful push, so IsFilter keeps them all.
-    let _is_filter = range(p, "IsFilter", 0, 1, 0)?;
-    let strict = range(p, "IsStrict", 0, 1, 0)? == 1;
-    let asc = range(p, "IsAsc", 0, 1, 0)? == 1;
+    let _is_filter = int_in_range(p, "IsFilter", 0, 1, 0)?;
+    let strict = int_in_range(p, "IsStrict", 0, 1, 0)? == 1;
+    let asc = int_in_range(p, "IsAsc", 0, 1, 0)? == 1;
     let mut list: Vec<PushSession> = history::sessions_between(&state.store, start, end)
         .await?
         .into_iter()
@@ -183,8 +163,8 @@ pub async fn published_list(state: &ApiState, p: &Params) -> Out {
     check_push_domain(state, &domain)?;
     let app = filter_opt(p, "AppName")?;
     let stream = filter_opt(p, "StreamName")?;
-    let page_num = range(p, "PageNum", 1, 100_000, 1)?;
-    let page_size = range(p, "PageSize", 10, 100, 10)?;
+    let page_num = int_in_range(p, "PageNum", 1, 100_000, 1)?;
+    let page_size = int_in_range(p, "PageSize", 10, 100, 10)?;
     let list: Vec<PushSession> = history::sessions_between(&state.store, start, end)
         .await?
         .into_iter()
@@ -253,12 +233,12 @@ pub async fn play_info_list(state: &ApiState, p: &Params) -> Out {
     let stream = filter_opt(p, "StreamName")?;
     let app = filter_opt(p, "AppName")?;
     if app.is_some() && stream.is_none() {
-        return Err(invalid("`AppName` is only accepted together with `StreamName`."));
+        return Err(invalid_value("`AppName` is only accepted together with `StreamName`."));
     }
     if let Some(service) = filter_opt(p, "ServiceName")?
         && !matches!(service.to_ascii_uppercase().as_str(), "LVB" | "LEB")
     {
-        return Err(invalid(format!("`ServiceName` must be LVB or LEB, got {service}.")));
+        return Err(invalid_value(format!("`ServiceName` must be LVB or LEB, got {service}.")));
     }
     // A play domain plays its push domain's streams.
     let domain = match filter_opt(p, "PlayDomain")?.map(|d| d.to_ascii_lowercase()) {

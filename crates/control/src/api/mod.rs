@@ -22,6 +22,30 @@ use crate::policy::SnapshotCell;
 use crate::store::{Store, unix_now};
 pub use params::Params;
 
+/// What an action returns: the fields of its `Response` (the endpoint adds `RequestId`), or an error.
+pub(crate) type Out = Result<Map<String, Value>, ApiError>;
+
+/// An action's response made of a JSON object's fields.
+pub(crate) fn object(v: Value) -> Out {
+    match v {
+        Value::Object(m) => Ok(m),
+        _ => Ok(Map::new()),
+    }
+}
+
+/// `InvalidParameterValue` with a message.
+pub(crate) fn invalid_value(message: impl Into<String>) -> ApiError {
+    ApiError::new("InvalidParameterValue", message)
+}
+
+/// An optional integer parameter that must lie in `lo..=hi`; `default` when absent.
+pub(crate) fn int_in_range(p: &Params, name: &str, lo: i64, hi: i64, default: i64) -> Result<i64, ApiError> {
+    match p.int_opt(name)? {
+        Some(v) if v < lo || v > hi => Err(invalid_value(format!("`{name}` must be between {lo} and {hi}, got {v}."))),
+        v => Ok(v.unwrap_or(default)),
+    }
+}
+
 /// The API version this server speaks.
 pub const VERSION: &str = "2018-08-01";
 /// Largest accepted timestamp skew, in seconds.

@@ -11,10 +11,8 @@ use ferrocast_hub::{StreamKey, StreamSummary};
 use serde_json::{Map, Value, json};
 
 use super::sign::datetime;
-use super::{ApiError, ApiState, Params};
+use super::{ApiError, ApiState, Out, Params, int_in_range, invalid_value, object};
 use crate::store::{DOMAIN_PUSH, ForbiddenStream, unix_now};
-
-type Out = Result<Map<String, Value>, ApiError>;
 
 const BEIJING: i64 = 8 * 3600;
 /// Default forbid period when `ResumeTime` is absent.
@@ -27,24 +25,6 @@ const MAX_REASON: usize = 2048;
 const RATE_WINDOW: Duration = Duration::from_secs(5);
 /// Samples older than this are dropped.
 const SAMPLE_KEEP: Duration = Duration::from_secs(15);
-
-fn object(v: Value) -> Out {
-    match v {
-        Value::Object(m) => Ok(m),
-        _ => Ok(Map::new()),
-    }
-}
-
-fn invalid(message: impl Into<String>) -> ApiError {
-    ApiError::new("InvalidParameterValue", message)
-}
-
-fn range(p: &Params, name: &str, lo: i64, hi: i64, default: i64) -> Result<i64, ApiError> {
-    match p.int_opt(name)? {
-        Some(v) if v < lo || v > hi => Err(invalid(format!("`{name}` must be between {lo} and {hi}, got {v}."))),
-        v => Ok(v.unwrap_or(default)),
-    }
-}
 
 /// A non-empty, trimmed string param.
 fn name_req(p: &Params, name: &str) -> Result<String, ApiError> {
@@ -153,8 +133,8 @@ pub async fn online_list(state: &ApiState, p: &Params) -> Out {
     let domain = filter_opt(p, "DomainName")?.map(|d| d.to_ascii_lowercase());
     let app = filter_opt(p, "AppName")?;
     let stream = filter_opt(p, "StreamName")?;
-    let page_num = range(p, "PageNum", 1, 100_000, 1)?;
-    let page_size = range(p, "PageSize", 10, 100, 10)?;
+    let page_num = int_in_range(p, "PageNum", 1, 100_000, 1)?;
+    let page_size = int_in_range(p, "PageSize", 10, 100, 10)?;
     let live: Vec<StreamSummary> = state
         .hub
         .streams()
@@ -225,20 +205,20 @@ pub async fn forbid_stream(state: &ApiState, p: &Params) -> Out {
         None => now + DEFAULT_FORBID_SECS,
         Some(t) => {
             let at = parse_iso_utc(&t).ok_or_else(|| {
-                invalid(format!("`ResumeTime` is not a UTC ISO 8601 time (`2018-06-29T19:00:00Z`): {t}"))
+                invalid_value(format!("`ResumeTime` is not a UTC ISO 8601 time (`2018-06-29T19:00:00Z`): {t}"))
             })?;
             if at <= now {
-                return Err(invalid("`ResumeTime` must be in the future."));
+                return Err(invalid_value("`ResumeTime` must be in the future."));
             }
             if at > now + MAX_FORBID_SECS {
-                return Err(invalid("`ResumeTime` must be at most 90 days from now."));
+                return Err(invalid_value("`ResumeTime` must be at most 90 days from now."));
             }
             at
         }
     };
     let reason = p.str_opt("Reason")?.unwrap_or_default();
     if reason.len() > MAX_REASON {
-        return Err(invalid(format!("`Reason` is longer than {MAX_REASON} bytes.")));
+        return Err(invalid_value(format!("`Reason` is longer than {MAX_REASON} bytes.")));
     }
     let row = ForbiddenStream {
         domain: key.domain.clone(),
@@ -383,8 +363,8 @@ fn round(v: f64) -> i64 {
 pub async fn push_info_list(state: &ApiState, p: &Params) -> Out {
     let domain = filter_opt(p, "PushDomain")?.map(|d| d.to_ascii_lowercase());
     let app = filter_opt(p, "AppName")?;
-    let page_num = range(p, "PageNum", 1, 10_000, 1)?;
-    let page_size = range(p, "PageSize", 1, 1000, 200)?;
+    let page_num = int_in_range(p, "PageNum", 1, 10_000, 1)?;
+    let page_size = int_in_range(p, "PageSize", 1, 1000, 200)?;
     let live: Vec<StreamSummary> = state
         .hub
         .streams()
