@@ -12,7 +12,7 @@ from unittest import mock
 import pytest
 import requests
 
-from conftest import check_media, publish, record, wait_until
+from conftest import check_media, publish, record, run, tool, wait_until
 
 from tencentcloud.common import credential
 from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
@@ -279,6 +279,60 @@ def test_play_domain_plays_the_streams_of_its_push_domain(server, tmp_path):
         assert pub.wait(30) == 0, pub.tail(20)
         assert viewer.wait(20) == 0, viewer.tail(20)
         check_media(tmp_path / "play-domain.flv", min_seconds=3.0)
+    finally:
+        call(c, "DeleteLiveDomain", {"DomainName": PLAY, "DomainType": 1})
+        call(c, "DeleteLiveDomain", {"DomainName": PUSH, "DomainType": 0})
+
+
+def _secret(key: str, stream: str, tx_time: str, sha256: bool = False) -> str:
+    h = hashlib.sha256 if sha256 else hashlib.md5
+    return h(f"{key}{stream}{tx_time}".encode()).hexdigest()
+
+
+def test_signed_play_and_push_urls_with_ffmpeg(server, tmp_path):
+    """ffmpeg plays over RTMP (tcUrl host = play domain) with valid, backup-key and SHA-256 URLs, and is refused
+    with expired and wrong-key ones; a SHA-256 push URL is accepted too."""
+    c = client(server)
+    call(c, "AddLiveDomain", {"DomainName": PUSH, "DomainType": 0})
+    call(c, "AddLiveDomain", {"DomainName": PLAY, "DomainType": 1})
+    try:
+        call(c, "ModifyLivePushAuthKey", {"DomainName": PUSH, "Enable": 1, "MasterAuthKey": "pushkey",
+                                          "AuthDelta": 0})
+        call(c, "ModifyLivePlayAuthKey", {"DomainName": PLAY, "Enable": 1, "AuthKey": "playmaster",
+                                          "AuthBackKey": "playbackup", "AuthDelta": 0})
+        now = int(time.time())
+        future, past = f"{now + 3600:08X}", f"{now - 120:08X}"
+        push_url = f"{server.rtmp('sig')}?txSecret={_secret('pushkey', 'sig', future, sha256=True)}&txTime={future}"
+        pub = publish(push_url, 20, name="pub-sha256")
+
+        def play(name: str, query: str) -> int:
+            out = tmp_path / f"{name}.flv"
+            r = run([tool("ffmpeg"), "-hide_banner", "-nostdin", "-loglevel", "error",
+                     "-rtmp_tcurl", f"rtmp://{PLAY}:{server.rtmp_port}/live", "-i", f"{server.rtmp('sig')}?{query}",
+                     "-t", "2", "-c", "copy", "-y", out], limit=30)
+            return r.rc
+
+        valid = f"txSecret={_secret('playmaster', 'sig', future)}&txTime={future}"
+        wait_until(lambda: play("first", valid) == 0, 20, 0.5, "a signed RTMP play through the play domain")
+        cases = {
+            "md5": (valid, True),
+            "backup": (f"txSecret={_secret('playbackup', 'sig', future)}&txTime={future}", True),
+            "sha256": (f"txSecret={_secret('playmaster', 'sig', future, sha256=True)}&txTime={future}", True),
+            "expired": (f"txSecret={_secret('playmaster', 'sig', past)}&txTime={past}", False),
+            "wrongkey": (f"txSecret={_secret('otherkey', 'sig', future)}&txTime={future}", False),
+            "unsigned": ("x=1", False),
+        }
+        for name, (query, ok) in cases.items():
+            code = play(name, query)
+            if ok:
+                assert code == 0, f"{name}: a valid play URL was refused (ffmpeg exit {code})"
+                check_media(tmp_path / f"{name}.flv", min_seconds=1.0)
+            else:
+                assert code != 0, f"{name}: an invalid play URL was accepted"
+        log = server.text()
+        for reason in ["expired", "bad signature", "missing txSecret"]:
+            assert f"play refused: {reason}" in log, f"no play refusal logged for {reason!r}"
+        pub.kill()
     finally:
         call(c, "DeleteLiveDomain", {"DomainName": PLAY, "DomainType": 1})
         call(c, "DeleteLiveDomain", {"DomainName": PUSH, "DomainType": 0})
