@@ -6,10 +6,10 @@ use std::collections::{BTreeMap, HashMap};
 use serde_json::{Value, json};
 
 use super::sign::datetime;
-use super::streams::{iso_utc, parse_iso_utc};
+use super::streams::{check_push_domain, iso_utc, parse_iso_utc};
 use super::{ApiError, ApiState, Out, Params, int_in_range, invalid_value, object};
 use crate::history::{self, PushSession};
-use crate::store::{DOMAIN_PLAY, DOMAIN_PUSH, unix_now};
+use crate::store::{DOMAIN_PLAY, unix_now};
 
 const BEIJING: i64 = 8 * 3600;
 const DAY: i64 = 86_400;
@@ -79,18 +79,6 @@ pub fn page(total: usize, page_num: i64, page_size: i64) -> (usize, i64) {
     let size = usize::try_from(page_size).unwrap_or(1).max(1);
     let start = usize::try_from(page_num.saturating_sub(1)).unwrap_or(0).saturating_mul(size);
     (start, total.div_ceil(size) as i64)
-}
-
-/// Refuses a domain that is not a known push domain, once domains exist.
-fn check_push_domain(state: &ApiState, domain: &str) -> Result<(), ApiError> {
-    let snap = state.snapshot.get();
-    if snap.domains.is_empty() || snap.domain(domain).is_some_and(|d| d.kind == DOMAIN_PUSH) {
-        return Ok(());
-    }
-    Err(ApiError::new(
-        "ResourceNotFound.DomainNotExist",
-        format!("The domain `{domain}` does not exist or is not a push domain."),
-    ))
 }
 
 /// A session as a `StreamEventInfo` / `StreamName` item (the two share their fields).

@@ -41,7 +41,7 @@ fn filter_opt(p: &Params, name: &str) -> Result<Option<String>, ApiError> {
 }
 
 /// Refuses a domain that is not a known push domain, once domains exist (brief §2.3 errors).
-fn check_push_domain(state: &ApiState, domain: &str) -> Result<(), ApiError> {
+pub(crate) fn check_push_domain(state: &ApiState, domain: &str) -> Result<(), ApiError> {
     let snap = state.snapshot.get();
     if snap.domains.is_empty() || snap.domain(domain).is_some_and(|d| d.kind == DOMAIN_PUSH) {
         return Ok(());
@@ -128,6 +128,24 @@ fn page(total: usize, page_num: i64, page_size: i64) -> (usize, usize, i64) {
     (start, size, total_page)
 }
 
+/// The streams with a publisher connected now, optionally only those of a domain, app and stream name.
+fn publishing_streams(
+    state: &ApiState,
+    domain: Option<&str>,
+    app: Option<&str>,
+    stream: Option<&str>,
+) -> Vec<StreamSummary> {
+    state
+        .hub
+        .streams()
+        .into_iter()
+        .filter(|s| s.publishing)
+        .filter(|s| domain.is_none_or(|d| s.key.domain == d))
+        .filter(|s| app.is_none_or(|a| s.key.app == a))
+        .filter(|s| stream.is_none_or(|n| s.key.stream == n))
+        .collect()
+}
+
 /// DescribeLiveStreamOnlineList: the streams with a publisher connected now.
 pub async fn online_list(state: &ApiState, p: &Params) -> Out {
     let domain = filter_opt(p, "DomainName")?.map(|d| d.to_ascii_lowercase());
@@ -135,15 +153,7 @@ pub async fn online_list(state: &ApiState, p: &Params) -> Out {
     let stream = filter_opt(p, "StreamName")?;
     let page_num = int_in_range(p, "PageNum", 1, 100_000, 1)?;
     let page_size = int_in_range(p, "PageSize", 10, 100, 10)?;
-    let live: Vec<StreamSummary> = state
-        .hub
-        .streams()
-        .into_iter()
-        .filter(|s| s.publishing)
-        .filter(|s| domain.as_deref().is_none_or(|d| s.key.domain == d))
-        .filter(|s| app.as_deref().is_none_or(|a| s.key.app == a))
-        .filter(|s| stream.as_deref().is_none_or(|n| s.key.stream == n))
-        .collect();
+    let live = publishing_streams(state, domain.as_deref(), app.as_deref(), stream.as_deref());
     let (start, size, total_page) = page(live.len(), page_num, page_size);
     let list: Vec<Value> = live
         .iter()
@@ -365,14 +375,7 @@ pub async fn push_info_list(state: &ApiState, p: &Params) -> Out {
     let app = filter_opt(p, "AppName")?;
     let page_num = int_in_range(p, "PageNum", 1, 10_000, 1)?;
     let page_size = int_in_range(p, "PageSize", 1, 1000, 200)?;
-    let live: Vec<StreamSummary> = state
-        .hub
-        .streams()
-        .into_iter()
-        .filter(|s| s.publishing)
-        .filter(|s| domain.as_deref().is_none_or(|d| s.key.domain == d))
-        .filter(|s| app.as_deref().is_none_or(|a| s.key.app == a))
-        .collect();
+    let live = publishing_streams(state, domain.as_deref(), app.as_deref(), None);
     if live.is_empty() {
         return Err(ApiError::new("FailedOperation.HasNotLivingStream", "No live stream."));
     }
