@@ -258,6 +258,18 @@ fn cfg_hold_audio(config: &crate::HubConfig, st: &StreamState, frame: &Frame, ti
 #[error("the stream was stopped by the server")]
 pub struct PublishStopped;
 
+/// Why [`Publisher::push_frame`] did not take a frame.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PushError {
+    /// The stream was stopped by the server (API drop, shutdown): close the publisher.
+    #[error("the stream was stopped by the server")]
+    Stopped,
+    /// This frame cannot be decoded by viewers (codec change without a sequence header, missing configuration);
+    /// the stream goes on.
+    #[error("{0}")]
+    Refused(String),
+}
+
 /// The publishing side of a stream: one per publisher connection. Dropping it ends the publisher's session
 /// (the stream then waits out the grace period for a returning publisher).
 pub struct Publisher {
@@ -333,15 +345,36 @@ impl Publisher {
     /// Appends a frame. Its timestamps are moved onto the stream's continuous timeline: the first publisher
     /// starts at 0, a publisher resuming within the grace period continues after the last frame, and a jump
     /// of the publisher's own clock (reset, wrap) is smoothed over with a log line.
-    pub fn push_frame(&mut self, mut frame: Frame) -> Result<(), PublishStopped> {
+    ///
+    /// A frame whose codec differs from its track's, or that needs a configuration its track does not have yet,
+    /// is refused with [`PushError::Refused`]: viewers could not decode it.
+    pub fn push_frame(&mut self, mut frame: Frame) -> Result<(), PushError> {
         let size = frame.data.len() as u64;
         let media = frame.media;
         let offset_slot = &mut self.offset_ms;
         let result = {
-            let hub = self.stream.hub.upgrade().ok_or(PublishStopped)?;
+            let hub = self.stream.hub.upgrade().ok_or(PushError::Stopped)?;
             let mut st = self.stream.state.write();
             if st.phase != (Phase::Live { session: self.session }) {
-                return Err(PublishStopped);
+                return Err(PushError::Stopped);
+            }
+            let track = match media {
+                MediaType::Video => &st.tracks.video,
+                MediaType::Audio => &st.tracks.audio,
+            };
+            match track {
+                Some(t) if t.codec == frame.codec => {}
+                Some(t) => {
+                    return Err(PushError::Refused(format!(
+                        "{} frame on a {} track without a new sequence header",
+                        frame.codec.name(),
+                        t.codec.name()
+                    )));
+                }
+                None if frame.codec.needs_config() => {
+                    return Err(PushError::Refused(format!("{} frame before its sequence header", frame.codec.name())));
+                }
+                None => {}
             }
             let dts_ms = frame.dts_ms();
             // A new timeline segment starts right after the previous one: its first frame is decoded after the last

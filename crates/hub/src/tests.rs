@@ -24,10 +24,12 @@ fn request() -> PublishRequest {
     PublishRequest { key: key(), protocol: Protocol::Rtmp, client: None, params: vec![] }
 }
 
+// The hub's mechanics do not depend on the codec; these fixtures use codecs without a configuration record so
+// that frames are accepted without a sequence header.
 fn video(dts: i64, keyframe: bool) -> Frame {
     Frame {
         media: MediaType::Video,
-        codec: Codec::H264,
+        codec: Codec::Vp8,
         timebase: 1000,
         dts,
         pts: dts,
@@ -39,9 +41,9 @@ fn video(dts: i64, keyframe: bool) -> Frame {
 fn video_track() -> ferrocast_media::TrackInfo {
     ferrocast_media::TrackInfo {
         media: MediaType::Video,
-        codec: Codec::H264,
+        codec: Codec::Vp8,
         timebase: 1000,
-        config: Bytes::from_static(b"cfg"),
+        config: Bytes::new(),
         video: None,
         audio: None,
     }
@@ -50,7 +52,7 @@ fn video_track() -> ferrocast_media::TrackInfo {
 fn audio(dts: i64) -> Frame {
     Frame {
         media: MediaType::Audio,
-        codec: Codec::Aac,
+        codec: Codec::Opus,
         timebase: 1000,
         dts,
         pts: dts,
@@ -213,6 +215,20 @@ async fn audio_rides_with_the_next_video_frame_but_video_always_wakes_viewers() 
     p.push_frame(video(33, false)).expect("video");
     let got = tokio::time::timeout(Duration::from_secs(1), waiter).await.expect("woken").expect("join");
     assert_eq!(got, vec![(10, true), (33, false)], "the held audio goes out with the video frame");
+}
+
+#[test]
+fn frames_viewers_could_not_decode_are_refused_and_the_stream_goes_on() {
+    let hub = hub(0, 60_000);
+    let mut p = hub.publish(request()).expect("publish");
+    let mut h264 = video(0, true);
+    h264.codec = Codec::H264;
+    let Err(PushError::Refused(why)) = p.push_frame(h264.clone()) else { panic!("H.264 before its configuration") };
+    assert!(why.contains("before its sequence header"), "{why}");
+    p.set_track(video_track()).expect("vp8 track");
+    let Err(PushError::Refused(why)) = p.push_frame(h264) else { panic!("H.264 on a VP8 track") };
+    assert!(why.contains("h264 frame on a vp8 track"), "{why}");
+    p.push_frame(video(40, true)).expect("a matching frame is still taken");
 }
 
 #[test]

@@ -12,7 +12,8 @@ use ferrocast_formats::{amf0, flv};
 use ferrocast_hub::net::{WriteStallTimeout, write_all_vectored};
 use ferrocast_hub::{
     AccessRequest, Batch, Denied, DenyKind, Direction, EndReason, Entry, EntryKind, Hub, MuxSlot, Muxed, Protocol,
-    PublishError, PublishRequest, Publisher, StreamKey, Subscriber, SubscriberOptions, Tracks, resolve_domain,
+    PublishError, PublishRequest, Publisher, PushError, StreamKey, Subscriber, SubscriberOptions, Tracks,
+    resolve_domain,
 };
 use ferrocast_media::{Codec, Frame, MediaType, TrackInfo};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
@@ -466,7 +467,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Connection<S> {
             MediaType::Audio => match flv::parse_audio_tag(&payload) {
                 Ok(flv::AudioTag::Config { codec, config }) => set_track(st, codec, config),
                 Ok(flv::AudioTag::Frame { codec, data, params }) => {
-                    if st.publisher.tracks().audio.is_none() && !codec.needs_config() {
+                    if !codec.needs_config() && st.publisher.tracks().audio.is_none() {
                         let info = TrackInfo {
                             media,
                             codec,
@@ -563,26 +564,10 @@ fn set_track(st: &mut PublishState, codec: Codec, config: Bytes) -> Result<(), S
 }
 
 fn push(st: &mut PublishState, frame: Frame) -> Result<(), Stop> {
-    let tracks = st.publisher.tracks();
-    let track = match frame.media {
-        MediaType::Video => &tracks.video,
-        MediaType::Audio => &tracks.audio,
-    };
-    match track {
-        Some(t) if t.codec == frame.codec => {}
-        Some(t) => {
-            return Err(Stop::Rejected(format!(
-                "{} frame on a {} track without a new sequence header",
-                frame.codec.name(),
-                t.codec.name()
-            )));
-        }
-        None if frame.codec.needs_config() => {
-            return Err(Stop::Rejected(format!("{} frame before its sequence header", frame.codec.name())));
-        }
-        None => {}
-    }
-    st.publisher.push_frame(frame).map_err(|_| Stop::Stopped)
+    st.publisher.push_frame(frame).map_err(|e| match e {
+        PushError::Stopped => Stop::Stopped,
+        PushError::Refused(why) => Stop::Rejected(why),
+    })
 }
 
 /// RTMP chunks of one ring entry for message stream `stream_id`.
