@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from conftest import publish, wait_until
-from test_api import SECRET_ID, SECRET_KEY, call, client, error_code
+from test_api import SECRET_ID, SECRET_KEY, call, client, error_code, refused
 
 DOMAIN = "live.streams.test"
 
@@ -35,12 +35,6 @@ def state(c, stream: str) -> str:
 
 def online(c, **filters) -> list:
     return call(c, "DescribeLiveStreamOnlineList", {"DomainName": DOMAIN, **filters}).OnlineInfo or []
-
-
-def refused(proc, server, stream: str) -> None:
-    rc = proc.wait(20)
-    assert rc is not None and rc != 0, f"ffmpeg should have been refused: rc={rc}\n{proc.tail()}"
-    assert not server.is_live(stream)
 
 
 def test_online_list_state_push_info_and_drop(server):
