@@ -4,6 +4,7 @@ to a local receiver, retries, a durable outbox across a restart, and DescribeCal
 from __future__ import annotations
 
 import hashlib
+import ssl
 import json
 import threading
 import time
@@ -12,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from conftest import Server, free_port, publish, wait_until
+from conftest import Server, free_port, publish, run, tool, wait_until
 from test_api import PUSH, SECRET_ID, SECRET_KEY, call, client, error_code
 
 KEY = "cbkey123"
@@ -21,8 +22,10 @@ KEY = "cbkey123"
 class Receiver:
     """Records every POST; answers with the next status of `statuses` (then 200)."""
 
-    def __init__(self, port: int | None = None, statuses: list[int] | None = None):
+    def __init__(self, port: int | None = None, statuses: list[int] | None = None,
+                 tls: tuple[str, str] | None = None):
         self.port = port or free_port()
+        self.tls = tls  # (certificate chain PEM, key PEM): serve https
         self.posts: list[dict] = []
         self.statuses = list(statuses or [])
         self.lock = threading.Lock()
@@ -47,6 +50,10 @@ class Receiver:
                 pass
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        if self.tls:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(*self.tls)
+            self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
         return self
 
@@ -56,7 +63,7 @@ class Receiver:
             self.httpd.server_close()
 
     def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}{path}"
 
     def events(self, path: str, event_type: int, status: int | None = 200) -> list[dict]:
         with self.lock:
@@ -128,11 +135,13 @@ def test_push_start_and_stop_are_delivered_with_retries(server_factory):
             "errcode": 0, "errmsg": "ok", "event_type": 1, "user_ip": "127.0.0.1", "stream_param": "stream_param=test"}
         assert set(b) >= {"event_time", "sequence", "node", "set_id", "width", "height", "idc_id", "t", "sign"}
         assert "push_duration" not in b
+        # The publisher sends its video header right after `publish`; event 1 waits for it.
+        assert (b["width"], b["height"]) == (640, 360), b
         check_sign(b)
         pub.wait(30)
         wait_until(lambda: rx.events("/end", 0), 15, what="event 0 delivered")
         e = rx.events("/end", 0)[0]
-        assert e["sequence"] == b["sequence"]
+        assert e["sequence"] == b["sequence"] and (e["width"], e["height"]) == (640, 360)
         assert e["errcode"] == 1 and e["errmsg"] == "The push client actively stopped the push"
         assert isinstance(e["push_duration"], str) and int(e["push_duration"]) > 1000
         check_sign(e)
@@ -175,6 +184,50 @@ def test_outbox_survives_a_restart(server_factory):
             again.stop()
     finally:
         rx.stop()
+
+
+def make_ca(d, name: str) -> tuple[str, str, str]:
+    """A CA and a certificate for 127.0.0.1 signed by it: (ca.pem, leaf.pem, leaf.key)."""
+    ca, ca_key = str(d / f"{name}-ca.pem"), str(d / f"{name}-ca.key")
+    leaf, leaf_key, csr, ext = (str(d / f"{name}-{x}") for x in ("leaf.pem", "leaf.key", "leaf.csr", "ext.cnf"))
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    run([tool("openssl"), "req", "-x509", *ec, "-keyout", ca_key, "-out", ca, "-days", "2",
+         "-subj", f"/CN={name} test CA"], check=True)
+    run([tool("openssl"), "req", *ec, "-keyout", leaf_key, "-out", csr, "-subj", "/CN=127.0.0.1"], check=True)
+    (d / f"{name}-ext.cnf").write_text("subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n")
+    run([tool("openssl"), "x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial",
+         "-out", leaf, "-days", "2", "-extfile", ext], check=True)
+    return ca, leaf, leaf_key
+
+
+def test_https_receivers_are_verified(server_factory, tmp_path):
+    trusted_ca, leaf, key = make_ca(tmp_path, "trusted")
+    _, other_leaf, other_key = make_ca(tmp_path, "stranger")
+    good = Receiver(tls=(leaf, key)).start()
+    bad = Receiver(tls=(other_leaf, other_key)).start()
+    try:
+        server = server_factory({**ENV, "FERROCAST_CALLBACKS_CA_FILE": trusted_ca})
+        setup_callbacks(server, good.url("/begin"), good.url("/end"))
+        setup_callbacks(server, bad.url("/begin"), bad.url("/end"), app="other")
+        pubs = [publish(server.rtmp("tls1"), 2), publish(server.rtmp("tls2", app="other"), 2)]
+        for p in pubs:
+            p.wait(30)
+        wait_until(lambda: good.events("/end", 0), 15, what="event 0 delivered over https")
+        b = good.events("/begin", 1)[0]
+        assert b["stream_id"] == "tls1" and good.posts[0]["type"] == "application/json"
+        check_sign(b)
+        # A receiver whose certificate no trusted CA signed gets nothing; the attempt is recorded as an error.
+        c = client(server)
+        now = datetime.now(timezone.utc)
+        q = {"StartTime": (now - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+             "EndTime": (now + timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+             "StreamName": "tls2", "PageNum": 1, "PageSize": 100}
+        wait_until(lambda: call(c, "DescribeCallbackRecordsList", q).TotalNum >= 2, 15, what="failed attempts")
+        assert not bad.posts
+        assert {x.ResultCode for x in call(c, "DescribeCallbackRecordsList", q).DataInfoList} == {-1}
+    finally:
+        good.stop()
+        bad.stop()
 
 
 if __name__ == "__main__":

@@ -60,6 +60,7 @@ def test_online_list_state_push_info_and_drop(server):
     assert r.TotalNum == 1
     p = r.DataInfoList[0]
     assert (p.StreamName, p.AppName, p.PushDomain, p.ClientIp) == ("s1", "live", DOMAIN, "127.0.0.1")
+    assert p.ServerIp == "127.0.0.1"
     assert (p.Vcodec, p.Acodec, p.Resolution, p.AsampleRate) == ("H264", "AAC", "640*360", 44100)
     assert 27 <= p.VideoFps <= 33, p.VideoFps
     assert 35 <= p.AudioFps <= 50, p.AudioFps  # 44100 / 1024 ≈ 43 AAC frames per second

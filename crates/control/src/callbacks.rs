@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use ferrocast_hub::{EndReason, Hub, HubEvent, StreamKey};
 use md5::{Digest, Md5};
 use serde_json::{Map, Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{Notify, broadcast};
 
@@ -25,6 +25,10 @@ use crate::store_callbacks::{Attempt, DueOutbox, NewOutbox, OpenPush};
 
 /// Seconds a signature stays valid after the attempt (`t = now + 600`, as in the samples).
 pub const SIGN_VALIDITY: i64 = 600;
+/// How often old delivery records are pruned.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+/// How long a claimed row stays leased beyond the attempt timeout.
+const LEASE_MARGIN_MS: i64 = 10_000;
 /// Longest response body kept in an attempt record.
 pub const MAX_RESPONSE_BODY: usize = 4096;
 
@@ -45,6 +49,10 @@ pub struct CallbackConfig {
     pub retry_interval: Duration,
     /// Retries after the first attempt.
     pub max_retries: i64,
+    /// Delivered and failed rows older than this are deleted (DescribeCallbackRecordsList covers 14 days).
+    pub record_retention: Duration,
+    /// Trust for `https://` callback URLs (see [`tls_client_config`]).
+    pub tls: Arc<rustls::ClientConfig>,
 }
 
 impl Default for CallbackConfig {
@@ -57,16 +65,49 @@ impl Default for CallbackConfig {
             timeout: Duration::from_secs(20),
             retry_interval: Duration::from_secs(60),
             max_retries: 12,
+            record_retention: Duration::from_secs(14 * 86_400),
+            tls: Arc::new(tls_client_config(&[])),
         }
     }
+}
+
+/// A TLS client configuration trusting the public web PKI (Mozilla's roots, built in) plus `extra_roots`
+/// (DER certificates, e.g. a private CA from `[callbacks] ca_file`).
+pub fn tls_client_config(extra_roots: &[rustls::pki_types::CertificateDer<'static>]) -> rustls::ClientConfig {
+    let mut roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+    let (added, ignored) = roots.add_parsable_certificates(extra_roots.iter().cloned());
+    if ignored > 0 {
+        tracing::warn!(added, ignored, "callbacks: some CA certificates could not be used");
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    match rustls::ClientConfig::builder_with_provider(provider).with_safe_default_protocol_versions() {
+        Ok(b) => b.with_root_certificates(roots).with_no_client_auth(),
+        // The built-in provider always supports the default versions; fall back to the process default.
+        Err(_) => rustls::ClientConfig::builder()
+            .with_root_certificates(Arc::new(rustls::RootCertStore::empty()))
+            .with_no_client_auth(),
+    }
+}
+
+/// Reads every PEM certificate in `path`, for [`tls_client_config`].
+pub fn read_ca_file(path: &std::path::Path) -> std::io::Result<Vec<rustls::pki_types::CertificateDer<'static>>> {
+    let mut reader = std::io::BufReader::new(std::fs::File::open(path)?);
+    let certs: Vec<_> = rustls_pemfile::certs(&mut reader).collect::<Result<_, _>>()?;
+    if certs.is_empty() {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "no PEM certificate in the file"));
+    }
+    Ok(certs)
 }
 
 /// Why a delivery attempt failed before any HTTP status arrived.
 #[derive(Debug, thiserror::Error)]
 pub enum DeliveryError {
-    /// The URL is not `http://host[:port]/path`.
-    #[error("unsupported callback url `{0}` (only http:// is supported)")]
+    /// The URL is not `http[s]://host[:port]/path`.
+    #[error("unsupported callback url `{0}` (http:// or https:// with a host)")]
     BadUrl(String),
+    /// The TLS handshake with an `https://` receiver failed (untrusted certificate, wrong name, ...).
+    #[error("tls: {0}")]
+    Tls(std::io::Error),
     /// Connecting, sending or reading failed.
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
@@ -125,6 +166,10 @@ pub struct PushInfo {
     pub user_ip: String,
     /// The push URL's query string.
     pub stream_param: String,
+    /// Picture width, 0 when the push carried no video header in time.
+    pub width: u32,
+    /// Picture height, 0 when the push carried no video header in time.
+    pub height: u32,
 }
 
 /// The event 1 body without `t` and `sign`.
@@ -138,7 +183,7 @@ pub fn start_payload(cfg: &CallbackConfig, push: &PushInfo, event_time: i64) -> 
         "errmsg": "ok",
         "event_time": event_time,
         "event_type": 1,
-        "height": 0,
+        "height": push.height,
         "idc_id": cfg.idc_id,
         "node": cfg.node,
         "sequence": push.sequence,
@@ -146,7 +191,7 @@ pub fn start_payload(cfg: &CallbackConfig, push: &PushInfo, event_time: i64) -> 
         "stream_id": push.key.stream,
         "stream_param": push.stream_param,
         "user_ip": push.user_ip,
-        "width": 0,
+        "width": push.width,
     });
     match v {
         Value::Object(m) => m,
@@ -197,42 +242,110 @@ fn new_sequence() -> String {
     (r ^ n).to_string()
 }
 
-/// Splits `http://host[:port]/path` into (host:port, host header, path).
-fn parse_url(url: &str) -> Result<(String, String, String), DeliveryError> {
-    let rest = url.strip_prefix("http://").ok_or_else(|| DeliveryError::BadUrl(url.to_string()))?;
+/// Where a callback URL points.
+#[derive(Debug, PartialEq, Eq)]
+struct Target {
+    tls: bool,
+    /// `host:port` to connect to.
+    addr: String,
+    /// The host without the port (TLS server name).
+    host: String,
+    /// The `Host` header.
+    authority: String,
+    /// Path and query.
+    path: String,
+}
+
+/// Splits `http[s]://host[:port]/path`.
+fn parse_url(url: &str) -> Result<Target, DeliveryError> {
+    let bad = || DeliveryError::BadUrl(url.to_string());
+    let (tls, rest) = if let Some(r) = url.strip_prefix("http://") {
+        (false, r)
+    } else if let Some(r) = url.strip_prefix("https://") {
+        (true, r)
+    } else {
+        return Err(bad());
+    };
     let (authority, path) = match rest.find(['/', '?']) {
         Some(i) if rest[i..].starts_with('/') => (&rest[..i], rest[i..].to_string()),
         Some(i) => (&rest[..i], format!("/{}", &rest[i..])),
         None => (rest, "/".to_string()),
     };
     if authority.is_empty() || authority.contains('@') {
-        return Err(DeliveryError::BadUrl(url.to_string()));
+        return Err(bad());
     }
-    let addr = if authority.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
-        authority.to_string()
+    let port = if tls { 443 } else { 80 };
+    let (host, explicit_port) = if let Some(v6) = authority.strip_prefix('[') {
+        let (h, after) = v6.split_once(']').ok_or_else(bad)?;
+        match after.strip_prefix(':') {
+            Some(p) => (h, Some(p.parse::<u16>().map_err(|_| bad())?)),
+            None if after.is_empty() => (h, None),
+            None => return Err(bad()),
+        }
     } else {
-        format!("{authority}:80")
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p.parse::<u16>().map_err(|_| bad())?)),
+            None => (authority, None),
+        }
     };
-    Ok((addr, authority.to_string(), path))
+    let host = host.to_string();
+    let addr = match explicit_port {
+        Some(_) => authority.to_string(),
+        None => format!("{authority}:{port}"),
+    };
+    if host.is_empty() {
+        return Err(bad());
+    }
+    Ok(Target { tls, addr, host, authority: authority.to_string(), path })
 }
 
-/// POSTs `body` as JSON; returns (status, response body).
-pub async fn post_json(url: &str, body: &str, timeout: Duration) -> Result<(u16, String), DeliveryError> {
-    let (addr, host, path) = parse_url(url)?;
+/// POSTs `body` as JSON over HTTP/1.1 (TLS for `https://`, trusting `tls`); returns (status, response body).
+pub async fn post_json(
+    url: &str,
+    body: &str,
+    timeout: Duration,
+    tls: &Arc<rustls::ClientConfig>,
+) -> Result<(u16, String), DeliveryError> {
+    let target = parse_url(url)?;
+    let req = format!(
+        "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+         User-Agent: ferrocast\r\nConnection: close\r\n\r\n{body}",
+        target.path,
+        target.authority,
+        body.len()
+    );
     let work = async {
-        let mut s = TcpStream::connect(&addr).await?;
-        let req = format!(
-            "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
-             User-Agent: ferrocast\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        );
-        s.write_all(req.as_bytes()).await?;
-        let mut buf = Vec::new();
-        s.read_to_end(&mut buf).await?;
-        Ok::<_, DeliveryError>(buf)
+        let tcp = TcpStream::connect(&target.addr).await?;
+        if target.tls {
+            let name = rustls::pki_types::ServerName::try_from(target.host.clone())
+                .map_err(|_| DeliveryError::BadUrl(url.to_string()))?;
+            let connector = tokio_rustls::TlsConnector::from(tls.clone());
+            let s = connector.connect(name, tcp).await.map_err(DeliveryError::Tls)?;
+            exchange(s, req.as_bytes()).await
+        } else {
+            exchange(tcp, req.as_bytes()).await
+        }
     };
     let buf = tokio::time::timeout(timeout, work).await.map_err(|_| DeliveryError::Timeout)??;
-    let text = String::from_utf8_lossy(&buf);
+    parse_response(&buf)
+}
+
+/// Writes the request and reads the response until the receiver closes (`Connection: close`).
+async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, req: &[u8]) -> Result<Vec<u8>, DeliveryError> {
+    s.write_all(req).await?;
+    s.flush().await?;
+    let mut buf = Vec::new();
+    // Receivers that close without a TLS close_notify are common; what was read before still counts.
+    match s.read_to_end(&mut buf).await {
+        Ok(_) => Ok(buf),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !buf.is_empty() => Ok(buf),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The status code and (at most [`MAX_RESPONSE_BODY`] bytes of) the body of an HTTP/1.x response.
+fn parse_response(buf: &[u8]) -> Result<(u16, String), DeliveryError> {
+    let text = String::from_utf8_lossy(buf);
     let status = text
         .strip_prefix("HTTP/1.")
         .and_then(|r| r.get(2..5))
@@ -244,6 +357,26 @@ pub async fn post_json(url: &str, body: &str, timeout: Duration) -> Result<(u16,
         end -= 1;
     }
     Ok((status, body[..end].to_string()))
+}
+
+/// How long event 1 waits for the push's video header, so that `width`/`height` are filled in. RTMP encoders send
+/// it right after `publish`; a push without video is sent after this wait (or after ~1 s of audio).
+const START_WAIT: Duration = Duration::from_secs(3);
+/// How often waiting pushes are checked for their header.
+const START_POLL: Duration = Duration::from_millis(50);
+
+/// A push whose event 1 waits for its video header.
+struct PendingStart {
+    push: PushInfo,
+    event_time: i64,
+    started_ms: i64,
+    deadline: tokio::time::Instant,
+    template: crate::store_callbacks::CallbackTemplate,
+}
+
+/// The picture size of a stream's video track, once its header has been parsed.
+fn video_size(s: &ferrocast_hub::StreamSummary) -> Option<(u32, u32)> {
+    s.tracks.video.as_ref().and_then(|v| v.video.as_ref()).map(|v| (v.width, v.height))
 }
 
 struct Session {
@@ -274,14 +407,15 @@ impl Callbacks {
         let events = hub.events();
         self.recover().await?;
         let listener = self.clone();
-        tokio::spawn(async move { listener.listen(events).await });
+        let hub = hub.clone();
+        tokio::spawn(async move { listener.listen(hub, events).await });
         tokio::spawn(async move { self.deliver_loop().await });
         Ok(())
     }
 
     async fn recover(&self) -> Result<(), StoreError> {
         let now = crate::store::unix_now();
-        for open in self.store.open_pushes().await? {
+        for open in self.store.open_pushes(&self.config.node).await? {
             let start: Map<String, Value> = serde_json::from_str(&open.payload).unwrap_or_default();
             let body = end_payload(
                 &start,
@@ -306,23 +440,37 @@ impl Callbacks {
         Ok(())
     }
 
-    async fn listen(self, mut events: broadcast::Receiver<HubEvent>) {
+    async fn listen(self, hub: Hub, mut events: broadcast::Receiver<HubEvent>) {
         let mut sessions: HashMap<StreamKey, Session> = HashMap::new();
+        let mut pending: HashMap<StreamKey, PendingStart> = HashMap::new();
         loop {
-            let event = match events.recv().await {
-                Ok(e) => e,
-                Err(broadcast::error::RecvError::Lagged(n)) => {
+            let tick = if pending.is_empty() { Duration::from_secs(3600) } else { START_POLL };
+            let received = tokio::select! {
+                r = events.recv() => Some(r),
+                _ = tokio::time::sleep(tick) => None,
+            };
+            let result = match received {
+                None => self.start_ready(&hub, &mut sessions, &mut pending, false).await,
+                Some(Err(broadcast::error::RecvError::Lagged(n))) => {
                     tracing::warn!(missed = n, "callbacks: hub events lagged");
                     continue;
                 }
-                Err(broadcast::error::RecvError::Closed) => return,
-            };
-            let result = match event {
-                HubEvent::Published { key, client, params, .. } => {
-                    self.on_published(&mut sessions, key, client, &params).await
+                Some(Err(broadcast::error::RecvError::Closed)) => return,
+                Some(Ok(HubEvent::Published { key, client, params, .. })) => {
+                    // A publisher that replaced one still waiting for its header: that push started too.
+                    if let Some(p) = pending.remove(&key) {
+                        self.commit_start(&mut sessions, p, None).await.ok();
+                    }
+                    self.on_published(&mut pending, key, client, &params).await
                 }
-                HubEvent::PublisherLeft { key, reason } => self.on_left(&mut sessions, &key, &reason).await,
-                _ => Ok(()),
+                Some(Ok(HubEvent::PublisherLeft { key, reason })) => {
+                    if let Some(p) = pending.remove(&key) {
+                        let dims = hub.stream(&key).and_then(|s| video_size(&s));
+                        self.commit_start(&mut sessions, p, dims).await.ok();
+                    }
+                    self.on_left(&mut sessions, &key, &reason).await
+                }
+                Some(Ok(_)) => Ok(()),
             };
             if let Err(e) = result {
                 tracing::error!(error = %e, "callbacks: could not queue an event");
@@ -331,9 +479,35 @@ impl Callbacks {
         }
     }
 
+    /// Queues event 1 for every waiting push whose video header has arrived (or whose wait is over).
+    async fn start_ready(
+        &self,
+        hub: &Hub,
+        sessions: &mut HashMap<StreamKey, Session>,
+        pending: &mut HashMap<StreamKey, PendingStart>,
+        all: bool,
+    ) -> Result<(), StoreError> {
+        let now = tokio::time::Instant::now();
+        let ready: Vec<(StreamKey, Option<(u32, u32)>)> = pending
+            .iter()
+            .filter_map(|(key, p)| {
+                let summary = hub.stream(key);
+                let dims = summary.as_ref().and_then(video_size);
+                let audio_only = summary.as_ref().is_some_and(|s| s.tracks.video.is_none() && s.audio_frames >= 50);
+                (all || dims.is_some() || audio_only || now >= p.deadline).then(|| (key.clone(), dims))
+            })
+            .collect();
+        for (key, dims) in ready {
+            if let Some(p) = pending.remove(&key) {
+                self.commit_start(sessions, p, dims).await?;
+            }
+        }
+        Ok(())
+    }
+
     async fn on_published(
         &self,
-        sessions: &mut HashMap<StreamKey, Session>,
+        pending: &mut HashMap<StreamKey, PendingStart>,
         key: StreamKey,
         client: Option<std::net::SocketAddr>,
         params: &[(String, String)],
@@ -344,15 +518,39 @@ impl Callbacks {
         if template.stream_begin_url.is_empty() && template.stream_end_url.is_empty() {
             return Ok(());
         }
-        let now = crate::store::unix_now();
         let stream_param = form_urlencoded::Serializer::new(String::new()).extend_pairs(params.iter()).finish();
         let push = PushInfo {
             key: key.clone(),
             sequence: new_sequence(),
             user_ip: client.map(|a| a.ip().to_string()).unwrap_or_default(),
             stream_param,
+            width: 0,
+            height: 0,
         };
-        let payload = start_payload(&self.config, &push, now);
+        let start = PendingStart {
+            push,
+            event_time: crate::store::unix_now(),
+            started_ms: now_ms(),
+            deadline: tokio::time::Instant::now() + START_WAIT,
+            template,
+        };
+        pending.insert(key, start);
+        Ok(())
+    }
+
+    /// Writes event 1 (if the template has a start URL) and the open-push record in one transaction.
+    async fn commit_start(
+        &self,
+        sessions: &mut HashMap<StreamKey, Session>,
+        start: PendingStart,
+        dims: Option<(u32, u32)>,
+    ) -> Result<(), StoreError> {
+        let PendingStart { mut push, event_time, started_ms, template, .. } = start;
+        if let Some((w, h)) = dims {
+            (push.width, push.height) = (w, h);
+        }
+        let key = push.key.clone();
+        let payload = start_payload(&self.config, &push, event_time);
         let text = Value::Object(payload.clone()).to_string();
         let row = (!template.stream_begin_url.is_empty()).then(|| NewOutbox {
             event_type: 1,
@@ -363,7 +561,7 @@ impl Callbacks {
             app: key.app.clone(),
             stream: key.stream.clone(),
             sequence: push.sequence.clone(),
-            event_time: now,
+            event_time,
         });
         let open = OpenPush {
             sequence: push.sequence.clone(),
@@ -373,7 +571,8 @@ impl Callbacks {
             domain: key.domain.clone(),
             app: key.app.clone(),
             stream: key.stream.clone(),
-            started_at_ms: now_ms(),
+            started_at_ms: started_ms,
+            node: self.config.node.clone(),
         };
         // A publisher that replaced another without a PublisherLeft: close the old push first.
         let previous = sessions.remove(&key).map(|s| s.sequence);
@@ -383,7 +582,7 @@ impl Callbacks {
             Session {
                 sequence: push.sequence,
                 payload,
-                started_ms: open.started_at_ms,
+                started_ms,
                 end_url: template.stream_end_url,
                 key: template.callback_key,
             },
@@ -418,7 +617,17 @@ impl Callbacks {
     }
 
     async fn deliver_loop(self) {
+        let mut next_prune = tokio::time::Instant::now();
         loop {
+            if tokio::time::Instant::now() >= next_prune {
+                next_prune += PRUNE_EVERY;
+                let before = crate::store::unix_now() - self.config.record_retention.as_secs() as i64;
+                match self.store.prune_callbacks(before).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(rows = n, "callbacks: pruned old delivery records"),
+                    Err(e) => tracing::error!(error = %e, "callbacks: pruning failed"),
+                }
+            }
             let idle = match self.deliver_due().await {
                 Ok(()) => match self.store.next_callback_due().await {
                     Ok(Some(due)) => Duration::from_millis((due - now_ms()).clamp(10, 1000) as u64),
@@ -435,7 +644,10 @@ impl Callbacks {
     }
 
     async fn deliver_due(&self) -> Result<(), StoreError> {
-        let due = self.store.due_callbacks(now_ms(), 32).await?;
+        let now = now_ms();
+        // The lease outlasts one attempt, so no other node takes the row while this one is still trying.
+        let lease_until = now + self.config.timeout.as_millis() as i64 + LEASE_MARGIN_MS;
+        let due = self.store.claim_due_callbacks(now, lease_until, 32).await?;
         let mut tasks = Vec::with_capacity(due.len());
         for row in due {
             let me = self.clone();
@@ -453,7 +665,7 @@ impl Callbacks {
     async fn attempt(&self, row: DueOutbox) -> Result<(), StoreError> {
         let started = now_ms();
         let body = signed_body(&row.payload, &row.callback_key, started / 1000);
-        let result = post_json(&row.url, &body, self.config.timeout).await;
+        let result = post_json(&row.url, &body, self.config.timeout, &self.config.tls).await;
         let finished = now_ms();
         let attempt_no = row.attempts + 1;
         let (http_status, response_body, result_code, error) = match result {
@@ -509,6 +721,8 @@ mod tests {
             sequence: "2210464508206756938".into(),
             user_ip: "1.1.1.1".into(),
             stream_param: "stream_param=test".into(),
+            width: 0,
+            height: 0,
         };
         (cfg, push)
     }
@@ -556,10 +770,22 @@ mod tests {
 
     #[test]
     fn urls_are_parsed() {
-        let (a, h, p) = parse_url("http://127.0.0.1:9000/cb?x=1").unwrap_or_default();
-        assert_eq!((a.as_str(), h.as_str(), p.as_str()), ("127.0.0.1:9000", "127.0.0.1:9000", "/cb?x=1"));
-        let (a, _, p) = parse_url("http://example.com").unwrap_or_default();
-        assert_eq!((a.as_str(), p.as_str()), ("example.com:80", "/"));
-        assert!(parse_url("https://example.com/").is_err());
+        let t = parse_url("http://127.0.0.1:9000/cb?x=1").expect("http");
+        assert_eq!(
+            (t.tls, t.addr.as_str(), t.authority.as_str(), t.path.as_str()),
+            (false, "127.0.0.1:9000", "127.0.0.1:9000", "/cb?x=1")
+        );
+        let t = parse_url("http://example.com").expect("no path");
+        assert_eq!((t.addr.as_str(), t.path.as_str()), ("example.com:80", "/"));
+        assert!(parse_url("http://example.com:99999/").is_err());
+        let t = parse_url("https://example.com/cb?x=1").expect("https");
+        assert_eq!(
+            (t.tls, t.addr.as_str(), t.host.as_str(), t.path.as_str()),
+            (true, "example.com:443", "example.com", "/cb?x=1")
+        );
+        let t = parse_url("https://[::1]:8443/cb").expect("ipv6");
+        assert_eq!((t.addr.as_str(), t.host.as_str(), t.authority.as_str()), ("[::1]:8443", "::1", "[::1]:8443"));
+        assert!(parse_url("ftp://example.com/").is_err());
+        assert!(parse_url("https:///x").is_err());
     }
 }

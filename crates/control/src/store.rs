@@ -180,12 +180,14 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (2, "forbidden_streams", include_str!("../migrations/sqlite/0002_forbidden_streams.sql")),
     (3, "callbacks", include_str!("../migrations/sqlite/0003_callbacks.sql")),
     (4, "history", include_str!("../migrations/sqlite/0004_history.sql")),
+    (5, "callback_nodes", include_str!("../migrations/sqlite/0005_callback_nodes.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "domains", include_str!("../migrations/postgres/0001_domains.sql")),
     (2, "forbidden_streams", include_str!("../migrations/postgres/0002_forbidden_streams.sql")),
     (3, "callbacks", include_str!("../migrations/postgres/0003_callbacks.sql")),
     (4, "history", include_str!("../migrations/postgres/0004_history.sql")),
+    (5, "callback_nodes", include_str!("../migrations/postgres/0005_callback_nodes.sql")),
 ];
 
 /// The migrations compiled into the binary, for one backend.
@@ -553,20 +555,25 @@ impl Store {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    async fn stores() -> Vec<Store> {
+    /// SQLite in memory, plus PostgreSQL when `FERROCAST_TEST_PG_URL` is set, with `tables` emptied first (the
+    /// PostgreSQL database is shared by the store tests, which run one at a time there).
+    pub(crate) async fn stores_with_empty(tables: &[&str]) -> Vec<Store> {
         let mut out = vec![Store::open("sqlite::memory:").await.expect("sqlite")];
         if let Ok(url) = std::env::var("FERROCAST_TEST_PG_URL") {
             let pg = Store::open(&url).await.expect("postgres");
-            // Start from an empty database: the tests below own these tables.
-            for t in ["domain_auth", "domain_referer", "domains", "forbidden_streams"] {
+            for t in tables {
                 sqlx::query(&format!("DELETE FROM {t}")).execute(&pg.pool).await.expect("clean");
             }
             out.push(pg);
         }
         out
+    }
+
+    async fn stores() -> Vec<Store> {
+        stores_with_empty(&["domain_auth", "domain_referer", "domains", "forbidden_streams"]).await
     }
 
     fn push(name: &str) -> NewDomain {

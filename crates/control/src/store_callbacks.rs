@@ -155,6 +155,8 @@ pub struct OpenPush {
     pub stream: String,
     /// UNIX ms.
     pub started_at_ms: i64,
+    /// The node that owns the push (`[callbacks] node`).
+    pub node: String,
 }
 
 /// A filter for [`Store::callback_records`].
@@ -408,7 +410,7 @@ impl Store {
         if let Some(p) = open {
             sqlx::query(
                 "INSERT INTO callback_open_pushes (sequence, url, callback_key, payload, domain, app, stream, \
-                 started_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                 started_at_ms, node) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             )
             .bind(&p.sequence)
             .bind(&p.url)
@@ -418,6 +420,7 @@ impl Store {
             .bind(&p.app)
             .bind(&p.stream)
             .bind(p.started_at_ms)
+            .bind(&p.node)
             .execute(&mut *tx)
             .await?;
         }
@@ -425,12 +428,13 @@ impl Store {
         Ok(())
     }
 
-    /// Pushes left open (by a crash, or still running).
-    pub async fn open_pushes(&self) -> Result<Vec<OpenPush>, StoreError> {
+    /// Pushes of `node` left open (by a crash, or still running).
+    pub async fn open_pushes(&self, node: &str) -> Result<Vec<OpenPush>, StoreError> {
         let rows = sqlx::query(
-            "SELECT sequence, url, callback_key, payload, domain, app, stream, started_at_ms \
-             FROM callback_open_pushes ORDER BY started_at_ms",
+            "SELECT sequence, url, callback_key, payload, domain, app, stream, started_at_ms, node \
+             FROM callback_open_pushes WHERE node = $1 ORDER BY started_at_ms",
         )
+        .bind(node)
         .fetch_all(self.pool())
         .await?;
         rows.iter()
@@ -444,34 +448,78 @@ impl Store {
                     app: row.try_get("app")?,
                     stream: row.try_get("stream")?,
                     started_at_ms: row.try_get("started_at_ms")?,
+                    node: row.try_get("node")?,
                 })
             })
             .collect::<Result<_, sqlx::Error>>()
             .map_err(StoreError::from)
     }
 
-    /// Pending rows due at `now_ms`, oldest first.
-    pub async fn due_callbacks(&self, now_ms: i64, limit: i64) -> Result<Vec<DueOutbox>, StoreError> {
+    /// Claims up to `limit` pending rows due at `now_ms`, oldest first, for one attempt each.
+    ///
+    /// A claim moves the row's due time to `lease_until_ms` with a compare-and-set on the due time it was read
+    /// with, so when several nodes share the store each row is attempted by one of them; a node that dies
+    /// mid-attempt leaves the row due again when the lease runs out (at-least-once, never lost).
+    pub async fn claim_due_callbacks(
+        &self,
+        now_ms: i64,
+        lease_until_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<DueOutbox>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, url, callback_key, payload, attempts FROM callback_outbox \
+            "SELECT id, url, callback_key, payload, attempts, next_attempt_at_ms FROM callback_outbox \
              WHERE status = 'pending' AND next_attempt_at_ms <= $1 ORDER BY next_attempt_at_ms, id LIMIT $2",
         )
         .bind(now_ms)
         .bind(limit)
         .fetch_all(self.pool())
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(DueOutbox {
-                    id: row.try_get("id")?,
+        let mut claimed = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let id: i64 = row.try_get("id")?;
+            let due: i64 = row.try_get("next_attempt_at_ms")?;
+            let won = sqlx::query(
+                "UPDATE callback_outbox SET next_attempt_at_ms = $1 \
+                 WHERE id = $2 AND status = 'pending' AND next_attempt_at_ms = $3",
+            )
+            .bind(lease_until_ms)
+            .bind(id)
+            .bind(due)
+            .execute(self.pool())
+            .await?
+            .rows_affected()
+                == 1;
+            if won {
+                claimed.push(DueOutbox {
+                    id,
                     url: row.try_get("url")?,
                     callback_key: row.try_get("callback_key")?,
                     payload: row.try_get("payload")?,
                     attempts: row.try_get("attempts")?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(StoreError::from)
+                });
+            }
+        }
+        Ok(claimed)
+    }
+
+    /// Deletes delivered and failed rows (and their attempts) queued before `before` (unix seconds); returns how
+    /// many rows went. Pending rows are kept whatever their age.
+    pub async fn prune_callbacks(&self, before: i64) -> Result<u64, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        sqlx::query(
+            "DELETE FROM callback_attempts WHERE outbox_id IN \
+             (SELECT id FROM callback_outbox WHERE status <> 'pending' AND created_at < $1)",
+        )
+        .bind(before)
+        .execute(&mut *tx)
+        .await?;
+        let gone = sqlx::query("DELETE FROM callback_outbox WHERE status <> 'pending' AND created_at < $1")
+            .bind(before)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(gone)
     }
 
     /// The earliest `next_attempt_at_ms` of a pending row.
@@ -574,19 +622,21 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::tests::stores_with_empty;
 
-    #[tokio::test]
-    async fn rules_outbox_and_attempts_round_trip() {
-        let store = Store::open("sqlite::memory:").await.expect("sqlite");
-        let t = CallbackTemplate { name: "t".into(), stream_begin_url: "http://a/b".into(), ..Default::default() };
-        let id = store.create_callback_template(&t).await.expect("create");
-        store.upsert_callback_rule("d.com", "", id).await.expect("rule");
-        let found = store.callback_template_for("d.com", "live").await.expect("lookup");
-        assert_eq!(found.map(|t| t.id), Some(id), "falls back to the domain-wide rule");
-        assert!(store.callback_template_for("other.com", "live").await.expect("lookup").is_none());
-        assert!(store.callback_template_in_use(id).await.expect("in use"));
+    async fn stores() -> Vec<Store> {
+        stores_with_empty(&[
+            "callback_attempts",
+            "callback_outbox",
+            "callback_open_pushes",
+            "callback_rules",
+            "callback_templates",
+        ])
+        .await
+    }
 
-        let row = NewOutbox {
+    fn outbox(sequence: &str) -> NewOutbox {
+        NewOutbox {
             event_type: 1,
             url: "http://a/b".into(),
             callback_key: "k".into(),
@@ -594,35 +644,112 @@ mod tests {
             domain: "d.com".into(),
             app: "live".into(),
             stream: "s".into(),
-            sequence: "1".into(),
+            sequence: sequence.into(),
             event_time: unix_now(),
-        };
-        store.enqueue_callbacks(std::slice::from_ref(&row), None, None).await.expect("enqueue");
-        let due = store.due_callbacks(unix_now() * 1000 + 1, 10).await.expect("due");
-        assert_eq!(due.len(), 1);
+        }
+    }
+
+    fn attempt(outbox_id: i64, result_code: i64) -> Attempt {
         let now_ms = unix_now() * 1000;
-        let a = Attempt {
-            outbox_id: due[0].id,
+        Attempt {
+            outbox_id,
             attempt: 1,
             started_at_ms: now_ms,
             finished_at_ms: now_ms,
             request_body: "{\"x\":1}".into(),
-            http_status: Some(500),
+            http_status: Some(if result_code == 0 { 200 } else { result_code }),
             response_body: String::new(),
-            result_code: 500,
+            result_code,
             error: None,
-        };
-        store.record_callback_attempt(&a, "pending", now_ms + 60_000).await.expect("record");
-        assert!(store.due_callbacks(now_ms + 1, 10).await.expect("due").is_empty(), "not due before the interval");
-        assert_eq!(store.next_callback_due().await.expect("next"), Some(now_ms + 60_000));
-        let q = RecordQuery {
-            start: unix_now() - 10,
-            end: unix_now() + 10,
-            stream: "s".into(),
-            event_type: Some(1),
-            result_code: Some(1),
-        };
-        let (records, total) = store.callback_records(&q, 0, 10).await.expect("records");
-        assert_eq!((total, records[0].result_code, records[0].request.as_str()), (1, 500, "{\"x\":1}"));
+        }
+    }
+
+    #[tokio::test]
+    async fn rules_outbox_and_attempts_round_trip() {
+        for store in stores().await {
+            let b = store.backend();
+            let t = CallbackTemplate { name: "t".into(), stream_begin_url: "http://a/b".into(), ..Default::default() };
+            let id = store.create_callback_template(&t).await.expect("create");
+            store.upsert_callback_rule("d.com", "", id).await.expect("rule");
+            let found = store.callback_template_for("d.com", "live").await.expect("lookup");
+            assert_eq!(found.map(|t| t.id), Some(id), "falls back to the domain-wide rule ({b:?})");
+            assert!(store.callback_template_for("other.com", "live").await.expect("lookup").is_none());
+            assert!(store.callback_template_in_use(id).await.expect("in use"));
+
+            store.enqueue_callbacks(&[outbox("1")], None, None).await.expect("enqueue");
+            let now_ms = unix_now() * 1000;
+            let due = store.claim_due_callbacks(now_ms + 1, now_ms + 30_000, 10).await.expect("due");
+            assert_eq!(due.len(), 1, "{b:?}");
+            assert!(
+                store.claim_due_callbacks(now_ms + 1, now_ms + 30_000, 10).await.expect("due").is_empty(),
+                "a claimed row is leased ({b:?})"
+            );
+            assert!(!store.claim_due_callbacks(now_ms + 30_001, now_ms + 60_000, 10).await.expect("due").is_empty());
+            store.record_callback_attempt(&attempt(due[0].id, 500), "pending", now_ms + 60_000).await.expect("record");
+            assert!(store.claim_due_callbacks(now_ms + 1, now_ms + 2, 10).await.expect("due").is_empty());
+            assert_eq!(store.next_callback_due().await.expect("next"), Some(now_ms + 60_000));
+            let q = RecordQuery {
+                start: unix_now() - 10,
+                end: unix_now() + 10,
+                stream: "s".into(),
+                event_type: Some(1),
+                result_code: Some(1),
+            };
+            let (records, total) = store.callback_records(&q, 0, 10).await.expect("records");
+            assert_eq!((total, records[0].result_code, records[0].request.as_str()), (1, 500, "{\"x\":1}"), "{b:?}");
+        }
+    }
+
+    /// Two nodes sharing the store claim the same due rows at once: each row goes to exactly one of them.
+    #[tokio::test]
+    async fn concurrent_claims_never_share_a_row() {
+        for store in stores().await {
+            let rows: Vec<NewOutbox> = (0..40).map(|i| outbox(&i.to_string())).collect();
+            store.enqueue_callbacks(&rows, None, None).await.expect("enqueue");
+            let now_ms = unix_now() * 1000 + 1;
+            let other = store.clone();
+            let (a, b) = tokio::join!(
+                store.claim_due_callbacks(now_ms, now_ms + 30_000, 25),
+                other.claim_due_callbacks(now_ms, now_ms + 30_000, 25)
+            );
+            let (a, b) = (a.expect("claim a"), b.expect("claim b"));
+            let mut ids: Vec<i64> = a.iter().chain(&b).map(|r| r.id).collect();
+            ids.sort_unstable();
+            let total = ids.len();
+            ids.dedup();
+            assert_eq!(ids.len(), total, "a row was claimed twice ({:?})", store.backend());
+            assert!(total >= 25, "{total}");
+        }
+    }
+
+    #[tokio::test]
+    async fn finished_rows_are_pruned_and_open_pushes_belong_to_their_node() {
+        for store in stores().await {
+            store.enqueue_callbacks(&[outbox("a"), outbox("b")], None, None).await.expect("enqueue");
+            let now_ms = unix_now() * 1000 + 1;
+            let due = store.claim_due_callbacks(now_ms, now_ms + 1, 10).await.expect("due");
+            assert_eq!(due.len(), 2);
+            store.record_callback_attempt(&attempt(due[0].id, 0), "delivered", now_ms).await.expect("record");
+            assert_eq!(store.prune_callbacks(unix_now() - 60).await.expect("prune"), 0, "too young");
+            assert_eq!(store.prune_callbacks(unix_now() + 1).await.expect("prune"), 1, "the pending row stays");
+            assert_eq!(store.claim_due_callbacks(now_ms + 10, now_ms + 20, 10).await.expect("due").len(), 1);
+
+            let open = |sequence: &str, node: &str| OpenPush {
+                sequence: sequence.into(),
+                url: "http://a/e".into(),
+                callback_key: "k".into(),
+                payload: "{}".into(),
+                domain: "d.com".into(),
+                app: "live".into(),
+                stream: "s".into(),
+                started_at_ms: now_ms,
+                node: node.into(),
+            };
+            store.enqueue_callbacks(&[], Some(&open("p1", "10.0.0.1")), None).await.expect("open");
+            store.enqueue_callbacks(&[], Some(&open("p2", "10.0.0.2")), None).await.expect("open");
+            let mine: Vec<String> =
+                store.open_pushes("10.0.0.1").await.expect("open").into_iter().map(|p| p.sequence).collect();
+            assert_eq!(mine, ["p1"]);
+        }
     }
 }

@@ -76,8 +76,28 @@ pub struct PublishRequest {
     pub protocol: Protocol,
     /// The publisher's address.
     pub client: Option<SocketAddr>,
+    /// Our address the publisher connected to (`ServerIp` in the API).
+    pub server: Option<SocketAddr>,
     /// The push URL's query parameters.
     pub params: Vec<(String, String)>,
+}
+
+fn summarize(s: &Stream) -> StreamSummary {
+    let st = s.state.read();
+    StreamSummary {
+        key: s.key.clone(),
+        params: st.params.clone(),
+        publishing: matches!(st.phase, Phase::Live { .. }),
+        tracks: st.tracks.clone(),
+        viewers: s.stats.viewers.load(Ordering::Relaxed),
+        bytes_in: s.stats.bytes_in.load(Ordering::Relaxed),
+        video_frames: s.stats.video_frames.load(Ordering::Relaxed),
+        audio_frames: s.stats.audio_frames.load(Ordering::Relaxed),
+        video_bytes: s.stats.video_bytes.load(Ordering::Relaxed),
+        audio_bytes: s.stats.audio_bytes.load(Ordering::Relaxed),
+        metadata: st.metadata.clone(),
+        bytes_out: s.stats.bytes_out.load(Ordering::Relaxed),
+    }
 }
 
 /// A snapshot of one live stream, for APIs and logs.
@@ -238,6 +258,7 @@ impl Hub {
         let params = StreamParams {
             protocol: req.protocol,
             client: req.client,
+            server: req.server,
             params: req.params.clone(),
             started_at: SystemTime::now(),
         };
@@ -315,28 +336,15 @@ impl Hub {
     /// Snapshots of every live stream.
     pub fn streams(&self) -> Vec<StreamSummary> {
         let streams: Vec<Arc<Stream>> = self.shared.streams.lock().values().cloned().collect();
-        let mut out: Vec<StreamSummary> = streams
-            .iter()
-            .map(|s| {
-                let st = s.state.read();
-                StreamSummary {
-                    key: s.key.clone(),
-                    params: st.params.clone(),
-                    publishing: matches!(st.phase, Phase::Live { .. }),
-                    tracks: st.tracks.clone(),
-                    viewers: s.stats.viewers.load(Ordering::Relaxed),
-                    bytes_in: s.stats.bytes_in.load(Ordering::Relaxed),
-                    video_frames: s.stats.video_frames.load(Ordering::Relaxed),
-                    audio_frames: s.stats.audio_frames.load(Ordering::Relaxed),
-                    video_bytes: s.stats.video_bytes.load(Ordering::Relaxed),
-                    audio_bytes: s.stats.audio_bytes.load(Ordering::Relaxed),
-                    metadata: st.metadata.clone(),
-                    bytes_out: s.stats.bytes_out.load(Ordering::Relaxed),
-                }
-            })
-            .collect();
+        let mut out: Vec<StreamSummary> = streams.iter().map(|s| summarize(s)).collect();
         out.sort_by(|a, b| a.key.cmp(&b.key));
         out
+    }
+
+    /// A snapshot of one live stream.
+    pub fn stream(&self, key: &StreamKey) -> Option<StreamSummary> {
+        let stream = self.shared.streams.lock().get(key).cloned()?;
+        Some(summarize(&stream))
     }
 
     /// Ends a stream now for its publisher and viewers (API drop, forbid). Returns whether it was live.

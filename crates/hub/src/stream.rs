@@ -89,6 +89,8 @@ pub struct StreamParams {
     pub protocol: Protocol,
     /// The publisher's address.
     pub client: Option<SocketAddr>,
+    /// Our address the publisher connected to.
+    pub server: Option<SocketAddr>,
     /// Query parameters of the push URL (tcUrl and stream name merged; the stream name's win).
     pub params: Vec<(String, String)>,
     /// When this publisher started.

@@ -21,7 +21,7 @@ fn key() -> StreamKey {
 }
 
 fn request() -> PublishRequest {
-    PublishRequest { key: key(), protocol: Protocol::Rtmp, client: None, params: vec![] }
+    PublishRequest { key: key(), protocol: Protocol::Rtmp, client: None, server: None, params: vec![] }
 }
 
 // The hub's mechanics do not depend on the codec; these fixtures use codecs without a configuration record so

@@ -75,6 +75,7 @@ pub async fn serve_listener(
             }
         };
         let _ = socket.set_nodelay(true);
+        let local = socket.local_addr().ok();
         let hub = hub.clone();
         let options = options.clone();
         let tls = tls.clone();
@@ -82,10 +83,10 @@ pub async fn serve_listener(
         tokio::spawn(
             async move {
                 match tls {
-                    None => serve_connection(socket, peer, hub, options).await,
+                    None => serve_connection(socket, peer, local, hub, options).await,
                     Some(acceptor) => {
                         match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(socket)).await {
-                            Ok(Ok(stream)) => serve_connection(stream, peer, hub, options).await,
+                            Ok(Ok(stream)) => serve_connection(stream, peer, local, hub, options).await,
                             Ok(Err(e)) => {
                                 hub.metrics().protocol(options.protocol).rejected.fetch_add(1, Ordering::Relaxed);
                                 info!(error = %e, "tls handshake failed");
@@ -120,6 +121,8 @@ struct Connection<S> {
     hub: Hub,
     options: Arc<RtmpServeOptions>,
     peer: SocketAddr,
+    /// Our end of the connection.
+    local: Option<SocketAddr>,
     app: String,
     domain: String,
     connect_params: Vec<(String, String)>,
@@ -130,8 +133,13 @@ struct Connection<S> {
 }
 
 /// Serves one client from handshake to close.
-pub async fn serve_connection<S>(io: S, peer: SocketAddr, hub: Hub, options: Arc<RtmpServeOptions>)
-where
+pub async fn serve_connection<S>(
+    io: S,
+    peer: SocketAddr,
+    local: Option<SocketAddr>,
+    hub: Hub,
+    options: Arc<RtmpServeOptions>,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let io = WriteStallTimeout::new(io, options.stall_timeout).with_metrics(hub.metrics().clone());
@@ -149,6 +157,7 @@ where
         hub,
         options,
         peer,
+        local,
         app: String::new(),
         domain: String::new(),
         connect_params: Vec::new(),
@@ -385,8 +394,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Connection<S> {
             self.session.reject_publish(stream_id, code, &denied.reason);
             return self.refuse();
         }
-        let request =
-            PublishRequest { key: key.clone(), protocol: self.options.protocol, client: Some(self.peer), params };
+        let request = PublishRequest {
+            key: key.clone(),
+            protocol: self.options.protocol,
+            client: Some(self.peer),
+            server: self.local,
+            params,
+        };
         match self.hub.publish(request) {
             Ok(publisher) => {
                 info!(stream = %key, "publish started");

@@ -279,7 +279,8 @@ pub struct CallbacksSection {
     pub set_id: i64,
     /// `idc_id` sent in callback payloads.
     pub idc_id: i64,
-    /// `node` sent in callback payloads: the IP of this access point.
+    /// `node` sent in callback payloads: the IP of this access point. Also names this node's open pushes in a
+    /// shared store, so each node of a cluster needs its own.
     pub node: String,
     /// Timeout of one delivery attempt.
     pub timeout_ms: u64,
@@ -287,6 +288,10 @@ pub struct CallbacksSection {
     pub retry_interval_ms: u64,
     /// Retries after the first attempt.
     pub max_retries: i64,
+    /// Days delivered and failed callbacks are kept for DescribeCallbackRecordsList.
+    pub record_retention_days: u64,
+    /// PEM file of extra CA certificates trusted for `https://` callback URLs (the public web PKI is built in).
+    pub ca_file: String,
 }
 
 impl Default for CallbacksSection {
@@ -299,6 +304,8 @@ impl Default for CallbacksSection {
             timeout_ms: 20_000,
             retry_interval_ms: 60_000,
             max_retries: 12,
+            record_retention_days: 14,
+            ca_file: String::new(),
         }
     }
 }

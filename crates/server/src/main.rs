@@ -120,6 +120,8 @@ enum RunError {
     Store(#[from] ferrocast_control::store::StoreError),
     #[error("API credentials: {0}")]
     Credentials(#[from] ferrocast_control::credentials::CredentialsError),
+    #[error("[callbacks] ca_file {0}: {1}")]
+    CallbackCa(String, std::io::Error),
 }
 
 async fn bind(what: &'static str, addr: &str) -> Result<TcpListener, RunError> {
@@ -219,6 +221,11 @@ async fn run(config: Config) -> Result<(), RunError> {
         }),
         ready: ready.clone(),
     };
+    let extra_roots = match config.callbacks.ca_file.as_str() {
+        "" => Vec::new(),
+        path => ferrocast_control::callbacks::read_ca_file(std::path::Path::new(path))
+            .map_err(|e| RunError::CallbackCa(path.to_string(), e))?,
+    };
     let callbacks = ferrocast_control::callbacks::Callbacks::new(
         store.clone(),
         ferrocast_control::callbacks::CallbackConfig {
@@ -229,6 +236,8 @@ async fn run(config: Config) -> Result<(), RunError> {
             timeout: Duration::from_millis(config.callbacks.timeout_ms),
             retry_interval: Duration::from_millis(config.callbacks.retry_interval_ms),
             max_retries: config.callbacks.max_retries,
+            record_retention: Duration::from_secs(config.callbacks.record_retention_days.saturating_mul(86_400)),
+            tls: Arc::new(ferrocast_control::callbacks::tls_client_config(&extra_roots)),
         },
     );
     callbacks.start(&hub).await?;

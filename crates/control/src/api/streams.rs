@@ -397,7 +397,7 @@ pub async fn push_info_list(state: &ApiState, p: &Params) -> Out {
                 "StreamName": s.key.stream,
                 "AppName": s.key.app,
                 "ClientIp": s.params.client.map(|a| a.ip().to_string()).unwrap_or_default(),
-                "ServerIp": "",
+                "ServerIp": s.params.server.map(|a| a.ip().to_string()).unwrap_or_default(),
                 "PushDomain": s.key.domain,
                 "BeginPushTime": datetime(unix_of(s.params.started_at), BEIJING),
                 "VideoFps": round(r.video_fps),
