@@ -3,3 +3,5 @@
 
 pub mod amf0;
 pub mod flv;
+pub mod fmp4;
+pub mod ts;
