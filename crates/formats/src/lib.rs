@@ -2,6 +2,8 @@
 //! parsers can be unit-tested and fuzzed without sockets.
 
 pub mod amf0;
+pub mod dash;
 pub mod flv;
 pub mod fmp4;
+pub mod hls;
 pub mod ts;

@@ -113,6 +113,26 @@ impl TsMuxer {
         Ok(TsMuxer { video, audio, pat_cc: 0, pmt_cc: 0, pcr_pid, last_pcr: None })
     }
 
+    /// The next continuity counter of every PID: PAT, PMT, video, audio.
+    ///
+    /// Segments muxed by separate muxers continue each other's counters when the next one starts from the
+    /// previous one's counters (see [`TsMuxer::set_continuity_counters`]).
+    pub fn continuity_counters(&self) -> [u8; 4] {
+        [self.pat_cc, self.pmt_cc, self.video.as_ref().map_or(0, |s| s.cc), self.audio.as_ref().map_or(0, |s| s.cc)]
+    }
+
+    /// Continues the continuity counters saved from another muxer of the same stream.
+    pub fn set_continuity_counters(&mut self, counters: [u8; 4]) {
+        let [pat, pmt, video, audio] = counters.map(|c| c & 0x0f);
+        (self.pat_cc, self.pmt_cc) = (pat, pmt);
+        if let Some(s) = self.video.as_mut() {
+            s.cc = video;
+        }
+        if let Some(s) = self.audio.as_mut() {
+            s.cc = audio;
+        }
+    }
+
     /// Appends a PAT and a PMT packet. Call it at the start of every segment so that each segment can be
     /// decoded on its own.
     pub fn write_tables(&mut self, out: &mut BytesMut) {

@@ -2,6 +2,7 @@
 //! WHIP/WHEP, the management API and the console to the same router.
 
 mod flv;
+mod hls;
 mod listener;
 
 pub use listener::{ClientAddr, StallTimeoutListener};
@@ -11,9 +12,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use ferrocast_hub::Hub;
 
@@ -29,6 +30,8 @@ pub struct HttpOptions {
     pub merge_window: Duration,
     /// Most ring entries taken per write.
     pub max_batch: usize,
+    /// Segment container of `.m3u8` requests that do not ask for one (`?format=ts|fmp4`).
+    pub hls_default_container: ferrocast_packager::Container,
 }
 
 /// Shared state of the HTTP router.
@@ -40,6 +43,8 @@ pub struct HttpState {
     pub options: Arc<HttpOptions>,
     /// Set once every listener of the process is up; `/healthz` answers 200 from then on.
     pub ready: Arc<AtomicBool>,
+    /// The HLS/DASH packages; `None` when HLS is turned off.
+    pub packager: Option<ferrocast_packager::Packager>,
 }
 
 /// The router with every HTTP endpoint of this scope.
@@ -47,8 +52,36 @@ pub fn router(state: HttpState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
-        .route("/{app}/{file}", get(flv::play))
+        .route("/{app}/{file}", get(playback))
+        .route("/{app}/{stream}/hls/{variant}/{resource}", get(hls_resource))
         .with_state(state)
+}
+
+/// `GET /{app}/{stream}.flv|.m3u8|.mpd`.
+async fn playback(
+    State(state): State<HttpState>,
+    Path((app, file)): Path<(String, String)>,
+    Query(query): Query<Vec<(String, String)>>,
+    ConnectInfo(ClientAddr(client)): ConnectInfo<ClientAddr>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(stream) = file.strip_suffix(".m3u8") {
+        return hls::playlist(state, app, stream.to_string(), query, client, headers).await;
+    }
+    if let Some(stream) = file.strip_suffix(".mpd") {
+        return hls::mpd(state, app, stream.to_string(), query, client, headers).await;
+    }
+    flv::play(State(state), Path((app, file)), Query(query), ConnectInfo(ClientAddr(client)), headers).await
+}
+
+async fn hls_resource(
+    State(state): State<HttpState>,
+    Path(path): Path<(String, String, String, String)>,
+    Query(query): Query<Vec<(String, String)>>,
+    ConnectInfo(ClientAddr(client)): ConnectInfo<ClientAddr>,
+    headers: HeaderMap,
+) -> Response {
+    hls::resource(state, path, query, client, headers).await
 }
 
 async fn healthz(State(state): State<HttpState>) -> impl IntoResponse {

@@ -64,11 +64,15 @@ pub enum Protocol {
     Rtmps,
     /// FLV over an HTTP response body.
     HttpFlv,
+    /// HLS and LL-HLS over HTTP.
+    Hls,
+    /// MPEG-DASH over HTTP.
+    Dash,
 }
 
 impl Protocol {
     /// Every protocol, in the order metrics list them.
-    pub const ALL: [Protocol; 3] = [Protocol::Rtmp, Protocol::Rtmps, Protocol::HttpFlv];
+    pub const ALL: [Protocol; 5] = [Protocol::Rtmp, Protocol::Rtmps, Protocol::HttpFlv, Protocol::Hls, Protocol::Dash];
 
     /// A lowercase label for metrics and logs.
     pub fn label(self) -> &'static str {
@@ -76,6 +80,8 @@ impl Protocol {
             Protocol::Rtmp => "rtmp",
             Protocol::Rtmps => "rtmps",
             Protocol::HttpFlv => "http-flv",
+            Protocol::Hls => "hls",
+            Protocol::Dash => "dash",
         }
     }
 

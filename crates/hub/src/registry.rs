@@ -341,6 +341,13 @@ impl Hub {
         out
     }
 
+    /// Adds `n` bytes sent to viewers of `key` by a sessionless protocol (HLS, DASH) to its bytes-out figure.
+    pub fn count_bytes_out(&self, key: &StreamKey, n: u64) {
+        if let Some(stream) = self.shared.streams.lock().get(key) {
+            stream.stats.bytes_out.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
     /// A snapshot of one live stream.
     pub fn stream(&self, key: &StreamKey) -> Option<StreamSummary> {
         let stream = self.shared.streams.lock().get(key).cloned()?;

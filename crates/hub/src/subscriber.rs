@@ -14,6 +14,9 @@ use crate::{HubEvent, Protocol, StreamKey, Tracks};
 pub struct SubscriberOptions {
     /// Start at the newest keyframe already received (instant start); `None` follows the hub's setting.
     pub gop_cache: Option<bool>,
+    /// A server-side consumer (packager, recorder) rather than a viewer: not counted in viewer figures and
+    /// announces no `ViewerJoined`/`ViewerLeft`.
+    pub internal: bool,
 }
 
 /// What [`Subscriber::next_batch`] produced.
@@ -40,6 +43,7 @@ pub struct Subscriber {
     pending_skipped: u64,
     start_tracks: Tracks,
     start_metadata: Option<Bytes>,
+    internal: bool,
 }
 
 impl Subscriber {
@@ -62,9 +66,11 @@ impl Subscriber {
             (cursor, wait, st.tracks.clone(), st.metadata.clone())
         };
         let id = shared.next_id();
-        stream.stats.viewers.fetch_add(1, Ordering::Relaxed);
-        shared.metrics.protocol(protocol).viewers.fetch_add(1, Ordering::Relaxed);
-        shared.emit(HubEvent::ViewerJoined { key: stream.key.clone(), protocol, viewer: id, client });
+        if !options.internal {
+            stream.stats.viewers.fetch_add(1, Ordering::Relaxed);
+            shared.metrics.protocol(protocol).viewers.fetch_add(1, Ordering::Relaxed);
+            shared.emit(HubEvent::ViewerJoined { key: stream.key.clone(), protocol, viewer: id, client });
+        }
         Subscriber {
             stream,
             hub,
@@ -75,6 +81,7 @@ impl Subscriber {
             pending_skipped: 0,
             start_tracks,
             start_metadata,
+            internal: options.internal,
         }
     }
 
@@ -186,6 +193,9 @@ fn admit(wait_keyframe: &mut bool, st: &StreamState, entry: &Entry) -> bool {
 
 impl Drop for Subscriber {
     fn drop(&mut self) {
+        if self.internal {
+            return;
+        }
         self.stream.stats.viewers.fetch_sub(1, Ordering::Relaxed);
         if let Some(hub) = self.hub.upgrade() {
             hub.metrics.protocol(self.protocol).viewers.fetch_sub(1, Ordering::Relaxed);

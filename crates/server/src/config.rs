@@ -65,6 +65,8 @@ pub struct Config {
     pub callbacks: CallbacksSection,
     /// Stream history (push events, playback samples).
     pub history: HistorySection,
+    /// HLS, LL-HLS and DASH packaging.
+    pub hls: HlsSection,
 }
 
 /// `[server]`
@@ -324,6 +326,72 @@ impl Default for HistorySection {
     }
 }
 
+/// `[hls]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HlsSection {
+    /// Package every live stream for HLS and DASH.
+    pub enabled: bool,
+    /// Target segment duration; segments are cut at the first keyframe after it.
+    pub segment_ms: u64,
+    /// LL-HLS part target (100 ms up to the segment target).
+    pub part_ms: u64,
+    /// Segments listed in a playlist.
+    pub window: usize,
+    /// Segments kept beyond the window for late players.
+    pub extra_segments: usize,
+    /// Container of `.m3u8` requests without `?format=`: `ts` or `fmp4`.
+    pub default_format: String,
+    /// fMP4 playlists are LL-HLS (parts, preload hints, blocking reload).
+    pub low_latency: bool,
+    /// How long a stream's playlist survives its publisher, for a returning publisher to continue it.
+    pub linger_ms: u64,
+    /// Push domains whose HLS is AES-128 encrypted (`"*"` for all).
+    pub encrypt_domains: Vec<String>,
+    /// A new AES key every this many segments.
+    pub key_rotation_segments: u64,
+}
+
+impl Default for HlsSection {
+    fn default() -> Self {
+        HlsSection {
+            enabled: true,
+            segment_ms: 2000,
+            part_ms: 500,
+            window: 6,
+            extra_segments: 4,
+            default_format: "ts".to_string(),
+            low_latency: true,
+            linger_ms: 30_000,
+            encrypt_domains: Vec::new(),
+            key_rotation_segments: 10,
+        }
+    }
+}
+
+impl HlsSection {
+    /// Checks the values that the types alone do not.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(format!("[hls] {m}")));
+        if !(500..=60_000).contains(&self.segment_ms) {
+            return bad(format!("segment_ms = {}: expected 500..=60000", self.segment_ms));
+        }
+        if !(100..=self.segment_ms).contains(&self.part_ms) {
+            return bad(format!("part_ms = {}: expected 100..=segment_ms", self.part_ms));
+        }
+        if self.window < 2 {
+            return bad(format!("window = {}: expected at least 2", self.window));
+        }
+        if !matches!(self.default_format.as_str(), "ts" | "fmp4") {
+            return bad(format!("default_format = {:?}: expected \"ts\" or \"fmp4\"", self.default_format));
+        }
+        if self.key_rotation_segments == 0 {
+            return bad("key_rotation_segments = 0: expected at least 1".to_string());
+        }
+        Ok(())
+    }
+}
+
 const ENV_PREFIX: &str = "FERROCAST_";
 
 impl Config {
@@ -354,7 +422,11 @@ impl Config {
                 t.insert(key, value);
             }
         }
-        toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| ConfigError::Invalid(e.message().to_string()))
+        let config: Config = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Invalid(e.message().to_string()))?;
+        config.hls.validate()?;
+        Ok(config)
     }
 }
 
@@ -430,6 +502,8 @@ mod tests {
         assert!(e.to_string().contains("nope"), "{e}");
         let e = Config::load(None, env(&[("FERROCAST_RTMP_CHUNK_SIZE", "big")])).expect_err("not a number");
         assert!(e.to_string().contains("invalid"), "{e}");
+        let e = Config::load(None, env(&[("FERROCAST_HLS_PART_MS", "5000")])).expect_err("part longer than segment");
+        assert!(e.to_string().contains("part_ms"), "{e}");
         let e = Config::load(None, env(&[("FERROCAST_RTMP_TYPO", "1")])).expect_err("unknown key");
         assert!(e.to_string().contains("typo"), "{e}");
     }

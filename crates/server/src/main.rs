@@ -211,13 +211,36 @@ async fn run(config: Config) -> Result<(), RunError> {
         )));
     }
     log_listening("http", &http_listener);
+    let packager = config.hls.enabled.then(|| {
+        ferrocast_packager::Packager::start(
+            hub.clone(),
+            ferrocast_packager::PackagerConfig {
+                segmenter: ferrocast_packager::SegmenterConfig {
+                    segment_target_ms: config.hls.segment_ms as i64,
+                    part_target_ms: config.hls.part_ms as i64,
+                },
+                window_segments: config.hls.window,
+                extra_segments: config.hls.extra_segments,
+                low_latency: config.hls.low_latency,
+                linger: Duration::from_millis(config.hls.linger_ms),
+                encrypt_domains: config.hls.encrypt_domains.clone(),
+                key_rotation_segments: config.hls.key_rotation_segments,
+            },
+        )
+    });
     let state = HttpState {
         hub: hub.clone(),
+        packager,
         options: Arc::new(HttpOptions {
             default_domain: config.server.default_domain.clone(),
             cors_allow_origin: config.http.cors_allow_origin.clone(),
             merge_window: Duration::from_millis(config.play.merge_window_ms),
             max_batch: config.play.max_batch,
+            hls_default_container: if config.hls.default_format == "fmp4" {
+                ferrocast_packager::Container::Fmp4
+            } else {
+                ferrocast_packager::Container::Ts
+            },
         }),
         ready: ready.clone(),
     };

@@ -1,0 +1,357 @@
+//! HLS, LL-HLS and DASH playback over the packager's shared segments.
+//!
+//! - `GET /{app}/{stream}.m3u8` — media playlist. `?format=ts|fmp4` picks the container (default from the
+//!   config); `?only=audio|video` the audio-only or video-only output; `_HLS_msn`/`_HLS_part` block until that
+//!   segment or part exists (LL-HLS, fMP4 only).
+//! - `GET /{app}/{stream}.mpd` — dynamic DASH manifest (video and audio adaptation sets).
+//! - `GET /{app}/{stream}/hls/{av|a|v}/{resource}` — `init-{gen}.mp4`, `{msn}.ts`, `{msn}.m4s`,
+//!   `{msn}.{part}.m4s`, `key-{id}.key`. A part or segment that is announced but not complete yet is waited for.
+//!
+//! Every request passes the same access check as the playlist (hotlink signature, referer, play domain), so
+//! segment, part and key URLs carry the playlist's query string.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use ferrocast_hub::{AccessRequest, Direction, Protocol, StreamKey};
+use ferrocast_packager::{Container, Package, PackageError, Variant};
+
+use crate::HttpState;
+
+/// Query parameters that select what is served and are not passed on to segment URLs.
+const OWN_PARAMS: [&str; 5] = ["format", "only", "_HLS_msn", "_HLS_part", "_HLS_skip"];
+
+fn param<'a>(query: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+fn plain(status: StatusCode, text: impl Into<String>) -> Response {
+    let mut text = text.into();
+    text.push('\n');
+    (status, text).into_response()
+}
+
+fn error_response(e: &PackageError) -> Response {
+    let status = match e {
+        PackageError::Gone(_) => StatusCode::NOT_FOUND,
+        PackageError::TooFar(_) | PackageError::Unsupported(_) => StatusCode::BAD_REQUEST,
+        PackageError::Timeout(_) | PackageError::NotReady => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    plain(status, e.to_string())
+}
+
+/// The request's stream, checked against the access policy, and its package.
+pub(crate) struct Target {
+    package: Arc<Package>,
+    key: StreamKey,
+    client: SocketAddr,
+    protocol: Protocol,
+}
+
+#[allow(clippy::result_large_err)]
+pub(crate) fn target(
+    state: &HttpState,
+    app: &str,
+    stream: &str,
+    protocol: Protocol,
+    query: &[(String, String)],
+    client: SocketAddr,
+    headers: &HeaderMap,
+) -> Result<Target, Response> {
+    let host = param(query, "txHost").or_else(|| headers.get(header::HOST).and_then(|h| h.to_str().ok()));
+    let domain = ferrocast_hub::resolve_domain(host, &state.options.default_domain);
+    let key = StreamKey::new(&domain, app, stream);
+    let referer = headers.get(header::REFERER).and_then(|h| h.to_str().ok());
+    let access = AccessRequest { direction: Direction::Play, protocol, key: &key, params: query, client: Some(client), referer };
+    if let Err(denied) = state.hub.check_access(&access) {
+        tracing::warn!(
+            stream = %key,
+            %client,
+            protocol = protocol.label(),
+            kind = ?denied.kind,
+            reason = %denied.reason,
+            referer = referer.unwrap_or(""),
+            "play refused: {}",
+            denied.reason
+        );
+        state.hub.metrics().protocol(protocol).rejected.fetch_add(1, Ordering::Relaxed);
+        return Err(plain(StatusCode::FORBIDDEN, denied.reason));
+    }
+    let key = state.hub.playback_key(&key);
+    let Some(package) = state.packager.as_ref().and_then(|p| p.get(&key)) else {
+        state.hub.metrics().protocol(protocol).rejected.fetch_add(1, Ordering::Relaxed);
+        return Err(plain(StatusCode::NOT_FOUND, format!("stream {key} is not live")));
+    };
+    Ok(Target { package, key, client, protocol })
+}
+
+impl Target {
+    fn respond(&self, state: &HttpState, content_type: &'static str, cache: &'static str, chunks: Vec<Bytes>) -> Response {
+        let n: u64 = chunks.iter().map(|c| c.len() as u64).sum();
+        state.hub.metrics().protocol(self.protocol).bytes_out.fetch_add(n, Ordering::Relaxed);
+        state.hub.count_bytes_out(&self.key, n);
+        let body = if chunks.len() == 1 {
+            Body::from(chunks.into_iter().next().unwrap_or_default())
+        } else {
+            Body::from_stream(futures::stream::iter(chunks.into_iter().map(Ok::<Bytes, Infallible>)))
+        };
+        let mut response = Response::new(body);
+        let h = response.headers_mut();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+        if let Ok(v) = HeaderValue::from_str(&n.to_string()) {
+            h.insert(header::CONTENT_LENGTH, v);
+        }
+        if let Ok(origin) = HeaderValue::from_str(&state.options.cors_allow_origin) {
+            h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+        }
+        response
+    }
+}
+
+/// The query string passed on to every URI of a playlist or manifest: the request's, minus our own selectors.
+fn passed_query(query: &[(String, String)]) -> String {
+    let kept = query.iter().filter(|(k, _)| !OWN_PARAMS.contains(&k.as_str()));
+    form_urlencoded_pairs(kept)
+}
+
+fn form_urlencoded_pairs<'a>(pairs: impl Iterator<Item = &'a (String, String)>) -> String {
+    let mut out = String::new();
+    for (k, v) in pairs {
+        if !out.is_empty() {
+            out.push('&');
+        }
+        out.push_str(&encode(k));
+        out.push('=');
+        out.push_str(&encode(v));
+    }
+    out
+}
+
+fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn variant_of(query: &[(String, String)]) -> Result<Variant, Response> {
+    match param(query, "only") {
+        None | Some("") => Ok(Variant::Both),
+        Some("audio") => Ok(Variant::Audio),
+        Some("video") => Ok(Variant::Video),
+        Some(other) => Err(plain(StatusCode::BAD_REQUEST, format!("only={other}: expected audio or video"))),
+    }
+}
+
+fn block_timeout(package: &Package) -> Duration {
+    Duration::from_secs(u64::from(package.target_duration_secs()) * 3)
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// Waits (up to the blocking timeout) for a package that has no segment yet, so that a player opening a stream
+/// right after the publisher started gets a playlist rather than an error.
+async fn wait_first<T>(package: &Package, mut render: impl FnMut() -> Result<T, PackageError>) -> Result<T, PackageError> {
+    let deadline = tokio::time::Instant::now() + block_timeout(package);
+    loop {
+        match render() {
+            Err(PackageError::NotReady) if tokio::time::Instant::now() < deadline => {
+                let _ = package.wait_for(0, Some(0), Duration::from_millis(200)).await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// `GET /{app}/{stream}.m3u8`.
+pub(crate) async fn playlist(
+    state: HttpState,
+    app: String,
+    stream: String,
+    query: Vec<(String, String)>,
+    client: SocketAddr,
+    headers: HeaderMap,
+) -> Response {
+    let t = match target(&state, &app, &stream, Protocol::Hls, &query, client, &headers) {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    let variant = match variant_of(&query) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let container = match param(&query, "format") {
+        Some("ts") => Container::Ts,
+        Some("fmp4") | Some("cmaf") => Container::Fmp4,
+        None | Some("") => state.options.hls_default_container,
+        Some(other) => return plain(StatusCode::BAD_REQUEST, format!("format={other}: expected ts or fmp4")),
+    };
+    if container == Container::Fmp4 && t.package.encrypted() {
+        return plain(StatusCode::BAD_REQUEST, "this stream is AES-128 encrypted and served as TS only (format=ts)");
+    }
+    if let Some(msn) = param(&query, "_HLS_msn") {
+        let Ok(msn) = msn.parse::<u64>() else {
+            return plain(StatusCode::BAD_REQUEST, "_HLS_msn must be an integer");
+        };
+        let part = match param(&query, "_HLS_part").map(str::parse::<u32>) {
+            None => None,
+            Some(Ok(p)) => Some(p),
+            Some(Err(_)) => return plain(StatusCode::BAD_REQUEST, "_HLS_part must be an integer"),
+        };
+        if container != Container::Fmp4 || !state.packager.as_ref().is_some_and(|p| p.config().low_latency) {
+            return plain(StatusCode::BAD_REQUEST, "blocking playlist reload needs a low-latency (fmp4) playlist");
+        }
+        if let Err(e) = t.package.wait_for(msn, part, block_timeout(&t.package)).await {
+            return error_response(&e);
+        }
+    }
+    let q = passed_query(&query);
+    match wait_first(&t.package, || t.package.playlist(variant, container, &q)).await {
+        Ok(text) => t.respond(&state, "application/vnd.apple.mpegurl", "no-cache", vec![Bytes::from(text)]),
+        Err(e) => {
+            tracing::debug!(stream = %t.key, client = %t.client, error = %e, "hls playlist not served");
+            error_response(&e)
+        }
+    }
+}
+
+/// `GET /{app}/{stream}.mpd`.
+pub(crate) async fn mpd(
+    state: HttpState,
+    app: String,
+    stream: String,
+    query: Vec<(String, String)>,
+    client: SocketAddr,
+    headers: HeaderMap,
+) -> Response {
+    let t = match target(&state, &app, &stream, Protocol::Dash, &query, client, &headers) {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    if t.package.encrypted() {
+        return plain(StatusCode::BAD_REQUEST, "this stream is AES-128 encrypted and served as HLS (TS) only");
+    }
+    let q = passed_query(&query);
+    match wait_first(&t.package, || t.package.mpd(&q, now_ms())).await {
+        Ok(text) => t.respond(&state, "application/dash+xml", "no-cache", vec![Bytes::from(text)]),
+        Err(e) => error_response(&e),
+    }
+}
+
+/// What a resource name asks for.
+#[derive(Debug, PartialEq, Eq)]
+enum Resource {
+    Init(u32),
+    Ts(u64),
+    Segment(u64),
+    Part(u64, u32),
+    Key(u64),
+}
+
+fn parse_resource(name: &str) -> Option<Resource> {
+    if let Some(g) = name.strip_prefix("init-").and_then(|r| r.strip_suffix(".mp4")) {
+        return g.parse().ok().map(Resource::Init);
+    }
+    if let Some(k) = name.strip_prefix("key-").and_then(|r| r.strip_suffix(".key")) {
+        return k.parse().ok().map(Resource::Key);
+    }
+    if let Some(m) = name.strip_suffix(".ts") {
+        return m.parse().ok().map(Resource::Ts);
+    }
+    let stem = name.strip_suffix(".m4s")?;
+    match stem.split_once('.') {
+        Some((m, p)) => Some(Resource::Part(m.parse().ok()?, p.parse().ok()?)),
+        None => stem.parse().ok().map(Resource::Segment),
+    }
+}
+
+/// `GET /{app}/{stream}/hls/{variant}/{resource}`.
+pub(crate) async fn resource(
+    state: HttpState,
+    (app, stream, variant, name): (String, String, String, String),
+    query: Vec<(String, String)>,
+    client: SocketAddr,
+    headers: HeaderMap,
+) -> Response {
+    let (Some(variant), Some(res)) = (Variant::from_path(&variant), parse_resource(&name)) else {
+        return plain(StatusCode::NOT_FOUND, "not found");
+    };
+    let t = match target(&state, &app, &stream, Protocol::Hls, &query, client, &headers) {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    let p = &t.package;
+    let wait = block_timeout(p);
+    let result = match res {
+        Resource::Init(g) => p.init(g, variant).map(|b| ("video/mp4", vec![b])),
+        Resource::Ts(msn) => p.segment_ts(msn, variant).map(|b| ("video/mp2t", vec![b])),
+        Resource::Segment(msn) => match p.wait_for(msn, None, wait).await {
+            Ok(()) => match p.segment(msn) {
+                Some(seg) => seg.fmp4(variant).map(|c| ("video/iso.segment", c)),
+                None => Err(PackageError::Gone(format!("segment {msn}"))),
+            },
+            Err(e) => Err(e),
+        },
+        Resource::Part(msn, i) => match p.wait_for(msn, Some(i), wait).await {
+            Ok(()) => match p.part(msn, i) {
+                Some(part) => part.fmp4(variant).map(|c| ("video/iso.segment", c.to_vec())),
+                None => Err(PackageError::Gone(format!("part {msn}.{i}"))),
+            },
+            Err(e) => Err(e),
+        },
+        Resource::Key(id) => match p.key_by_id(id) {
+            Some(k) => Ok(("application/octet-stream", vec![Bytes::copy_from_slice(&k.key)])),
+            None => Err(PackageError::Gone(format!("key {id}"))),
+        },
+    };
+    match result {
+        // Segments never change once made; keys and parts neither. Players may cache them.
+        Ok((content_type, chunks)) => t.respond(&state, content_type, "max-age=60", chunks),
+        Err(e) => {
+            tracing::debug!(stream = %t.key, client = %t.client, resource = %name, error = %e, "hls resource not served");
+            error_response(&e)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resources_are_parsed() {
+        assert_eq!(parse_resource("init-3.mp4"), Some(Resource::Init(3)));
+        assert_eq!(parse_resource("12.ts"), Some(Resource::Ts(12)));
+        assert_eq!(parse_resource("12.m4s"), Some(Resource::Segment(12)));
+        assert_eq!(parse_resource("12.3.m4s"), Some(Resource::Part(12, 3)));
+        assert_eq!(parse_resource("key-4.key"), Some(Resource::Key(4)));
+        assert_eq!(parse_resource("x.ts"), None);
+        assert_eq!(parse_resource("12.x.m4s"), None);
+        assert_eq!(parse_resource("../etc/passwd"), None);
+    }
+
+    #[test]
+    fn own_parameters_are_not_passed_on() {
+        let q: Vec<(String, String)> = [("txSecret", "ab"), ("_HLS_msn", "3"), ("format", "fmp4"), ("txTime", "6 7")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(passed_query(&q), "txSecret=ab&txTime=6%207");
+    }
+}
