@@ -20,7 +20,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 step "Debian packages"
-DEB_PACKAGES=(ffmpeg openssl nginx-light libnginx-mod-rtmp postgresql)
+DEB_PACKAGES=(ffmpeg openssl nginx-light libnginx-mod-rtmp postgresql chromium curl xz-utils ca-certificates)
 missing=()
 for pkg in "${DEB_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -35,7 +35,7 @@ else
     echo "all present: ${DEB_PACKAGES[*]}"
 fi
 # nginx-light's package may start nginx on :80; the tests do not need it running.
-for tool in ffmpeg ffprobe openssl; do
+for tool in ffmpeg ffprobe openssl chromium; do
     command -v "$tool" >/dev/null 2>&1 || die "$tool is still missing after the install step"
 done
 
@@ -60,6 +60,34 @@ if not os.path.isfile(p):
 os.chmod(p, os.stat(p).st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
 print("ffmpeg 9:", p)
 PY
+
+step "Browser harness: Node.js >= 20, npm ci in tests/browser (playwright-core, hls.js, dash.js)"
+# Debian 12's nodejs is 18, too old for the pinned playwright-core and dash.js: use the system's Node when it is
+# new enough, else the official Node 20 build, cached outside the repository.
+node_ok() { command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 \
+    && node -e 'process.exit(+process.versions.node.split(".")[0] >= 20 ? 0 : 1)'; }
+if ! node_ok; then
+    NODE_VERSION=v20.19.5
+    NODE_DIR="${XDG_CACHE_HOME:-$HOME/.cache}/ferrocast/node-$NODE_VERSION-linux-x64"
+    if [ ! -x "$NODE_DIR/bin/node" ]; then
+        mkdir -p "$(dirname "$NODE_DIR")"
+        curl -fsSL "https://nodejs.org/dist/$NODE_VERSION/node-$NODE_VERSION-linux-x64.tar.xz" \
+            | tar -xJ -C "$(dirname "$NODE_DIR")"
+    fi
+    export PATH="$NODE_DIR/bin:$PATH"
+fi
+node_ok || die "Node.js >= 20 with npm is needed for the browser tests (found $(node --version 2>/dev/null || echo none))"
+echo "node $(node --version), npm $(npm --version 2>/dev/null)"
+lock=tests/browser/node_modules/.package-lock.sha256
+want="$(sha256sum tests/browser/package-lock.json | cut -d' ' -f1)"
+if [ "$(cat "$lock" 2>/dev/null || true)" != "$want" ]; then
+    npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error
+    echo "$want" > "$lock"
+else
+    echo "tests/browser/node_modules up to date"
+fi
+# The browser tests fail rather than skip when something is missing.
+export FERROCAST_REQUIRE_BROWSER=1
 
 step "Rust toolchain"
 if ! command -v cargo >/dev/null 2>&1 && [ -f "$HOME/.cargo/env" ]; then
@@ -99,10 +127,10 @@ export FERROCAST_BIN="$ROOT/target/debug/ferrocast"
 export PYTHONDONTWRITEBYTECODE=1
 [ -x "$FERROCAST_BIN" ] || die "$FERROCAST_BIN was not built"
 rc=0
-timeout -s KILL 900 .venv/bin/python -m pytest tests -v -rfEs --durations=15 -p no:cacheprovider "$@" || rc=$?
+timeout -s KILL 1500 .venv/bin/python -m pytest tests -v -rfEs --durations=15 -p no:cacheprovider "$@" || rc=$?
 if [ "$rc" -ne 0 ]; then
     [ "$rc" -eq 5 ] && echo "pytest collected no tests" >&2
-    [ "$rc" -eq 137 ] && echo "pytest was killed after 900 s" >&2
+    [ "$rc" -eq 137 ] && echo "pytest was killed after 1500 s" >&2
     die "black-box tests failed (pytest exit $rc)"
 fi
 

@@ -1,6 +1,7 @@
-"""Proves the browser playback harness (tests/browser.py) on files ffmpeg writes at test time, served by Python's
-http.server: hls.js plays HLS (MPEG-TS and fMP4 segments), dash.js plays DASH, and a broken playlist is reported as
-broken. No ferrocast binary is involved: these tests guard the harness that the streaming tests rely on."""
+"""Proves that the browser playback harness (tests/browser.py) can fail: on files ffmpeg writes at test time,
+served by Python's http.server, a playlist with missing segments, a missing manifest and a cross-origin page
+without CORS headers are all reported as broken. That hls.js and dash.js play good streams is shown by test_hls
+against the real server."""
 
 from __future__ import annotations
 
@@ -24,12 +25,6 @@ FFMPEG_SOURCE = [
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args) -> None:  # noqa: D102 - keep pytest output clean
         pass
-
-
-class _CorsHandler(_QuietHandler):
-    def end_headers(self) -> None:
-        self.send_header("Access-Control-Allow-Origin", "*")
-        super().end_headers()
 
 
 def _serve(root: Path, handler_cls) -> tuple[str, http.server.ThreadingHTTPServer]:
@@ -76,47 +71,6 @@ def media(media_dir):
         httpd.server_close()
 
 
-@pytest.fixture(scope="module")
-def media_cors(media_dir):
-    """media_dir from a second server that sends Access-Control-Allow-Origin: *."""
-    url, httpd = _serve(media_dir, _CorsHandler)
-    try:
-        yield url
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-
-
-def _assert_played(r: dict) -> None:
-    assert r["frames_decoded"] > 100, summary(r)
-    assert not r["fatal"], summary(r)
-    assert (r["width"], r["height"]) == (320, 240), summary(r)
-    assert r["current_time"] > 4, summary(r)
-    assert r["latency"] is None, summary(r)  # VOD: no live edge
-
-
-@pytest.mark.timeout(60)
-def test_hls_ts_plays(media):
-    r = play_hls(f"{media}/ts/index.m3u8", seconds=8)
-    _assert_played(r)
-    assert r["mse_h264"] and r["mse_aac"], summary(r)
-    assert not r["low_latency_mode"] and r["parts_loaded"] == 0, summary(r)
-
-
-@pytest.mark.timeout(60)
-def test_hls_fmp4_plays(media):
-    r = play_hls(f"{media}/fmp4/index.m3u8", seconds=8, low_latency=True)
-    _assert_played(r)
-    # lowLatencyMode was asked for, but an ordinary VOD playlist is not LL-HLS.
-    assert r["low_latency_config"] and not r["low_latency_playlist"] and not r["low_latency_mode"], summary(r)
-
-
-@pytest.mark.timeout(60)
-def test_dash_plays(media):
-    r = play_dash(f"{media}/dash/manifest.mpd", seconds=8)
-    _assert_played(r)
-
-
 @pytest.mark.timeout(60)
 def test_missing_segments_are_reported(media):
     r = play_hls(f"{media}/ts/missing.m3u8", seconds=6)
@@ -131,11 +85,10 @@ def test_missing_manifest_is_fatal_for_dash(media):
 
 
 @pytest.mark.timeout(60)
-def test_cross_origin_page_needs_cors(media, media_cors):
+def test_cross_origin_page_needs_cors(media):
     # cross_origin=True puts the page on http://localhost:9 while the media is on 127.0.0.1: the server's CORS
-    # headers decide. Plain http.server sends none, so the browser must refuse; with "*" it plays.
+    # headers decide. Plain http.server sends none, so the browser must refuse (test_hls plays ferrocast's
+    # streams this way, so its CORS headers are what makes them play).
     r = play_hls(f"{media}/ts/index.m3u8", seconds=3, cross_origin=True)
     assert r["frames_decoded"] == 0 and r["fatal"], summary(r)
     assert any("Access-Control-Allow-Origin" in line for line in r["console"]), summary(r)
-    r = play_hls(f"{media_cors}/ts/index.m3u8", seconds=4, cross_origin=True)
-    assert r["frames_decoded"] > 50 and not r["fatal"], summary(r)

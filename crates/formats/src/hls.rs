@@ -136,11 +136,8 @@ impl MediaPlaylist {
         let _ = writeln!(out, "#EXT-X-TARGETDURATION:{}", self.target_duration.max(1));
         if let Some(ll) = ll {
             // Blocking reload; clients may skip nothing. PART-HOLD-BACK is 3 part targets (the RFC's minimum).
-            let _ = writeln!(
-                out,
-                "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK={:.3}",
-                ll.part_target * 3.0
-            );
+            let _ =
+                writeln!(out, "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK={:.3}", ll.part_target * 3.0);
             let _ = writeln!(out, "#EXT-X-PART-INF:PART-TARGET={:.3}", ll.part_target);
         }
         let _ = writeln!(out, "#EXT-X-MEDIA-SEQUENCE:{}", self.media_sequence);

@@ -67,9 +67,17 @@ pub async fn play(
             return (StatusCode::NOT_FOUND, format!("{e}\n")).into_response();
         }
     };
-    tracing::info!(stream = %key, %client, protocol = "http-flv", viewer = sub.id(), "play started");
-    let prelude = prelude(&sub);
-    let viewer = Viewer { sub, batch: Vec::new(), prelude: Some(prelude), state: state.clone(), client };
+    let only = match query.iter().find(|(k, _)| k == "only").map(|(_, v)| v.as_str()) {
+        None | Some("") => None,
+        Some("audio") => Some(MediaType::Audio),
+        Some("video") => Some(MediaType::Video),
+        Some(other) => {
+            return (StatusCode::BAD_REQUEST, format!("only={other}: expected audio or video\n")).into_response();
+        }
+    };
+    tracing::info!(stream = %key, %client, protocol = "http-flv", viewer = sub.id(), only = ?only, "play started");
+    let prelude = prelude(&sub, only);
+    let viewer = Viewer { sub, batch: Vec::new(), prelude: Some(prelude), state: state.clone(), client, only };
     let body = futures::stream::unfold(viewer, Viewer::next)
         .flat_map(|chunks| futures::stream::iter(chunks.into_iter().map(Ok::<Bytes, Infallible>)));
     let mut response = Response::new(Body::from_stream(body));
@@ -89,6 +97,17 @@ struct Viewer {
     prelude: Option<Vec<Bytes>>,
     state: HttpState,
     client: SocketAddr,
+    /// The audio-only or video-only output (`?only=audio|video`).
+    only: Option<MediaType>,
+}
+
+/// The media type of an entry, for the audio-only and video-only outputs (metadata goes to both).
+fn entry_media(kind: &EntryKind) -> Option<MediaType> {
+    match kind {
+        EntryKind::Frame(f) => Some(f.media),
+        EntryKind::Track(t) => Some(t.media),
+        EntryKind::Metadata(_) => None,
+    }
 }
 
 impl Viewer {
@@ -111,9 +130,12 @@ impl Viewer {
                 let mut out = Vec::with_capacity(self.batch.len() * 3 + 6);
                 if skipped > 0 {
                     tracing::debug!(stream = %self.sub.key(), client = %self.client, skipped, "slow http-flv viewer skipped frames");
-                    out.extend(config_tags(&self.sub.current_tracks(), 0));
+                    out.extend(config_tags(&self.sub.current_tracks(), 0, self.only));
                 }
                 for entry in &self.batch {
+                    if self.only.is_some_and(|m| entry_media(&entry.kind).is_some_and(|e| e != m)) {
+                        continue;
+                    }
                     out.extend(entry.muxed(MuxSlot::Flv, |kind| mux_entry(kind, entry.time_ms)).iter().cloned());
                 }
                 self.count(&out);
@@ -130,22 +152,25 @@ impl Viewer {
 }
 
 /// The FLV header, metadata and sequence headers a viewer needs before the first frame.
-fn prelude(sub: &Subscriber) -> Vec<Bytes> {
+fn prelude(sub: &Subscriber, only: Option<MediaType>) -> Vec<Bytes> {
     let tracks = sub.start_tracks();
     let known = tracks.video.is_some() || tracks.audio.is_some();
-    let has_video = !known || tracks.video.is_some();
-    let has_audio = !known || tracks.audio.is_some();
+    let has_video = (!known || tracks.video.is_some()) && only != Some(MediaType::Audio);
+    let has_audio = (!known || tracks.audio.is_some()) && only != Some(MediaType::Video);
     let mut out = vec![Bytes::copy_from_slice(&flv::file_header(has_audio, has_video))];
     if let Some(meta) = sub.start_metadata() {
         out.extend(flv::body_tag(flv::TAG_SCRIPT, meta.clone(), 0));
     }
-    out.extend(config_tags(tracks, 0));
+    out.extend(config_tags(tracks, 0, only));
     out
 }
 
-fn config_tags(tracks: &Tracks, time_ms: u32) -> Vec<Bytes> {
+fn config_tags(tracks: &Tracks, time_ms: u32, only: Option<MediaType>) -> Vec<Bytes> {
     let mut out = Vec::new();
     for (track, tag_type) in [(&tracks.video, flv::TAG_VIDEO), (&tracks.audio, flv::TAG_AUDIO)] {
+        if only.is_some_and(|m| track.as_ref().is_some_and(|t| t.media != m)) {
+            continue;
+        }
         if let Some(body) = track.as_deref().and_then(flv::config_body) {
             out.extend(flv::body_tag(tag_type, body, time_ms));
         }

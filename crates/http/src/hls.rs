@@ -69,7 +69,8 @@ pub(crate) fn target(
     let domain = ferrocast_hub::resolve_domain(host, &state.options.default_domain);
     let key = StreamKey::new(&domain, app, stream);
     let referer = headers.get(header::REFERER).and_then(|h| h.to_str().ok());
-    let access = AccessRequest { direction: Direction::Play, protocol, key: &key, params: query, client: Some(client), referer };
+    let access =
+        AccessRequest { direction: Direction::Play, protocol, key: &key, params: query, client: Some(client), referer };
     if let Err(denied) = state.hub.check_access(&access) {
         tracing::warn!(
             stream = %key,
@@ -93,7 +94,13 @@ pub(crate) fn target(
 }
 
 impl Target {
-    fn respond(&self, state: &HttpState, content_type: &'static str, cache: &'static str, chunks: Vec<Bytes>) -> Response {
+    fn respond(
+        &self,
+        state: &HttpState,
+        content_type: &'static str,
+        cache: &'static str,
+        chunks: Vec<Bytes>,
+    ) -> Response {
         let n: u64 = chunks.iter().map(|c| c.len() as u64).sum();
         state.hub.metrics().protocol(self.protocol).bytes_out.fetch_add(n, Ordering::Relaxed);
         state.hub.count_bytes_out(&self.key, n);
@@ -147,12 +154,12 @@ fn encode(s: &str) -> String {
     out
 }
 
-fn variant_of(query: &[(String, String)]) -> Result<Variant, Response> {
+fn variant_of(query: &[(String, String)]) -> Result<Variant, String> {
     match param(query, "only") {
         None | Some("") => Ok(Variant::Both),
         Some("audio") => Ok(Variant::Audio),
         Some("video") => Ok(Variant::Video),
-        Some(other) => Err(plain(StatusCode::BAD_REQUEST, format!("only={other}: expected audio or video"))),
+        Some(other) => Err(format!("only={other}: expected audio or video")),
     }
 }
 
@@ -166,7 +173,10 @@ fn now_ms() -> i64 {
 
 /// Waits (up to the blocking timeout) for a package that has no segment yet, so that a player opening a stream
 /// right after the publisher started gets a playlist rather than an error.
-async fn wait_first<T>(package: &Package, mut render: impl FnMut() -> Result<T, PackageError>) -> Result<T, PackageError> {
+async fn wait_first<T>(
+    package: &Package,
+    mut render: impl FnMut() -> Result<T, PackageError>,
+) -> Result<T, PackageError> {
     let deadline = tokio::time::Instant::now() + block_timeout(package);
     loop {
         match render() {
@@ -194,7 +204,7 @@ pub(crate) async fn playlist(
     };
     let variant = match variant_of(&query) {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(why) => return plain(StatusCode::BAD_REQUEST, why),
     };
     let container = match param(&query, "format") {
         Some("ts") => Container::Ts,

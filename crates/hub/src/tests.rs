@@ -102,7 +102,7 @@ fn without_gop_cache_a_viewer_waits_for_the_next_keyframe() {
     p.set_track(video_track()).expect("track");
     p.push_frame(video(0, true)).expect("push");
     p.push_frame(video(40, false)).expect("push");
-    let opts = SubscriberOptions { gop_cache: Some(false) };
+    let opts = SubscriberOptions { gop_cache: Some(false), ..Default::default() };
     let mut sub = hub.subscribe(&key(), Protocol::Rtmp, None, opts).expect("live");
     p.push_frame(video(80, false)).expect("push");
     p.push_frame(audio(90)).expect("push");
@@ -261,4 +261,24 @@ fn the_ring_stays_bounded() {
     let stream = hub.shared_stream_for_tests(&key()).expect("live");
     let st = stream.state.read();
     assert!(st.ring.len() <= 10_000 / 164 + 1, "ring holds {} entries", st.ring.len());
+}
+
+#[test]
+fn internal_subscribers_are_not_viewers() {
+    let hub = hub(0, 60_000);
+    let mut events = hub.events();
+    let _p = hub.publish(request()).expect("publish");
+    let internal = SubscriberOptions { internal: true, ..Default::default() };
+    let packager = hub.subscribe(&key(), Protocol::Hls, None, internal).expect("live");
+    let viewer = hub.subscribe(&key(), Protocol::HttpFlv, None, SubscriberOptions::default()).expect("live");
+    let summary = hub.stream(&key()).expect("live");
+    assert_eq!(summary.viewers, 1, "only the real viewer counts");
+    drop(packager);
+    drop(viewer);
+    assert_eq!(hub.stream(&key()).expect("live").viewers, 0);
+    let mut joined = 0;
+    while let Ok(e) = events.try_recv() {
+        joined += usize::from(matches!(e, crate::HubEvent::ViewerJoined { .. }));
+    }
+    assert_eq!(joined, 1, "the internal subscriber announced nothing");
 }

@@ -139,7 +139,10 @@ impl GenerationCache {
             .get_or_init(|| {
                 let (v, a) = variant.tracks(&self.generation);
                 if v.is_none() && a.is_none() {
-                    return Err(PackageError::Unsupported(format!("the stream has no {} track", variant_media(variant))));
+                    return Err(PackageError::Unsupported(format!(
+                        "the stream has no {} track",
+                        variant_media(variant)
+                    )));
                 }
                 fmp4::init_segment(v, a).map_err(|e| PackageError::Unsupported(format!("fMP4: {e}")))
             })
@@ -158,7 +161,9 @@ fn variant_media(v: Variant) -> &'static str {
 impl Part {
     /// The part as one fMP4 fragment (moof + mdat) for `variant`: header bytes then the frames' own buffers.
     pub fn fmp4(&self, variant: Variant) -> Result<Arc<[Bytes]>, PackageError> {
-        self.fmp4[variant as usize].get_or_init(|| part_fragment(&self.data, &self.generation.generation, variant)).clone()
+        self.fmp4[variant as usize]
+            .get_or_init(|| part_fragment(&self.data, &self.generation.generation, variant))
+            .clone()
     }
 }
 
@@ -484,8 +489,8 @@ impl Package {
         let window = self.config.window_segments;
         let skip = st.segments.len().saturating_sub(window);
         let listed: Vec<&Arc<Segment>> = st.segments.iter().skip(skip).collect();
-        let discontinuity_sequence = st.evicted_discontinuities
-            + st.segments.iter().take(skip).filter(|s| s.data.discontinuity).count() as u64;
+        let discontinuity_sequence =
+            st.evicted_discontinuities + st.segments.iter().take(skip).filter(|s| s.data.discontinuity).count() as u64;
         let ll = container == Container::Fmp4 && self.config.low_latency;
         let target = target_secs(&self.config, &st);
         // Parts are listed for the segments of the last three target durations (RFC 8216bis §4.4.4.9).
@@ -508,10 +513,10 @@ impl Package {
                     discontinuity: s.data.discontinuity,
                     program_date_time_ms: Some(s.data.wall_ms),
                     map_uri,
-                    key: s.key.filter(|_| container == Container::Ts).map(|k| hls::Key {
-                        uri: format!("{base}key-{}.key", k.id),
-                        iv: hls::sequence_iv(msn),
-                    }),
+                    key: s
+                        .key
+                        .filter(|_| container == Container::Ts)
+                        .map(|k| hls::Key { uri: format!("{base}key-{}.key", k.id), iv: hls::sequence_iv(msn) }),
                     parts,
                 }
             })
@@ -565,7 +570,9 @@ impl Package {
             // The period starts where its first segment is on the wall clock; its media time starts at `dts`.
             let period_start_ms = (wall - ast).max(0) as u64;
             let mut sets = Vec::new();
-            for (variant, track) in [(Variant::Video, g.generation.video.as_ref()), (Variant::Audio, g.generation.audio.as_ref())] {
+            for (variant, track) in
+                [(Variant::Video, g.generation.video.as_ref()), (Variant::Audio, g.generation.audio.as_ref())]
+            {
                 let Some(track) = track else { continue };
                 let Some(codecs) = fmp4::codec_string(track) else { continue };
                 let timescale = fmp4::timescale(track);
@@ -606,7 +613,11 @@ impl Package {
                     presentation_time_offset: to_ts(dts),
                 });
             }
-            periods.push(dash::Period { id: g.generation.id.to_string(), start_ms: period_start_ms, adaptation_sets: sets });
+            periods.push(dash::Period {
+                id: g.generation.id.to_string(),
+                start_ms: period_start_ms,
+                adaptation_sets: sets,
+            });
         }
         let target_ms = u64::from(target_secs(&self.config, &st)) * 1000;
         let window_ms: u64 = listed.iter().map(|s| s.data.duration_ms.max(0) as u64).sum();

@@ -276,7 +276,8 @@ impl Segmenter {
             return cuts;
         };
         // Without a next frame, the last part ends one frame interval after its last main-track frame.
-        let end = end_ms.unwrap_or_else(|| self.last_main_dts.map_or(open.part_start_ms, |d| d + self.last_interval_ms));
+        let end =
+            end_ms.unwrap_or_else(|| self.last_main_dts.map_or(open.part_start_ms, |d| d + self.last_interval_ms));
         cuts.extend(self.close_part(end));
         let Some(open) = self.open.take() else {
             return cuts;
@@ -369,7 +370,10 @@ mod tests {
             assert_eq!(seg.parts.len(), 5, "480 ms parts (12 frames; a 13th would end past 500 ms), then 80 ms");
             for p in &seg.parts {
                 assert!(p.duration_ms <= 500, "part of {} ms", p.duration_ms);
-                assert_eq!(p.independent, p.frames.iter().find(|f| f.media == MediaType::Video).is_some_and(|f| f.keyframe));
+                assert_eq!(
+                    p.independent,
+                    p.frames.iter().find(|f| f.media == MediaType::Video).is_some_and(|f| f.keyframe)
+                );
             }
             assert_eq!(seg.parts.iter().map(|p| p.duration_ms).sum::<i64>(), seg.duration_ms);
         }
