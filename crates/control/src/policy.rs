@@ -189,6 +189,15 @@ impl AccessPolicy for ControlPolicy {
         let play = snap.domain(requested).filter(|d| d.kind == DOMAIN_PLAY)?;
         snap.bound_push_domain(play)
     }
+
+    fn stream_delay(&self, key: &ferrocast_hub::StreamKey) -> Option<std::time::Duration> {
+        let snap = self.snapshot.get();
+        let now = i64::try_from((self.clock)()).unwrap_or(i64::MAX);
+        snap.delays
+            .iter()
+            .find(|d| d.domain == key.domain && d.app == key.app && d.stream == key.stream && now < d.expire_at)
+            .map(|d| std::time::Duration::from_secs(d.delay_secs.clamp(0, ferrocast_hub::MAX_DELAY_SECS as i64) as u64))
+    }
 }
 
 #[cfg(test)]
@@ -247,6 +256,23 @@ mod tests {
     }
 
     #[test]
+    fn delays_apply_until_they_expire() {
+        let delay = |stream: &str, secs: i64, expire_at: u64| crate::store_delay::DelayedStream {
+            domain: "push.com".into(),
+            app: "live".into(),
+            stream: stream.into(),
+            delay_secs: secs,
+            created_at: 0,
+            expire_at: expire_at as i64,
+        };
+        let p =
+            policy(Snapshot { delays: vec![delay("s", 30, NOW + 10), delay("old", 20, NOW)], ..Snapshot::default() });
+        assert_eq!(p.stream_delay(&StreamKey::new("push.com", "live", "s")), Some(std::time::Duration::from_secs(30)));
+        assert_eq!(p.stream_delay(&StreamKey::new("push.com", "live", "old")), None, "expired");
+        assert_eq!(p.stream_delay(&StreamKey::new("push.com", "other", "s")), None);
+    }
+
+    #[test]
     fn no_domains_means_open() {
         let p = policy(Snapshot::default());
         assert_eq!(ask(&p, Direction::Publish, Protocol::Rtmp, "any.com", &[], None), Ok(()));
@@ -262,6 +288,7 @@ mod tests {
             auth_keys: vec![key("push.com", 1, "master", "backup"), key("off.com", 0, "", "")],
             referers: vec![],
             forbidden: vec![],
+            delays: vec![],
         };
         let p = policy(snap);
         let rtmp = Protocol::Rtmp;
@@ -292,6 +319,7 @@ mod tests {
                 rules: "good.com".into(),
             }],
             forbidden: vec![],
+            delays: vec![],
         };
         let p = policy(snap);
         let ok = signed("pk", NOW);
@@ -322,6 +350,7 @@ mod tests {
             auth_keys: vec![],
             referers: vec![],
             forbidden: vec![],
+            delays: vec![],
         };
         let p = policy(snap);
         assert_eq!(p.stream_domain("play.com").as_deref(), Some("push.com"));
@@ -345,6 +374,7 @@ mod tests {
             auth_keys: vec![key("push.com", 0, "", "")],
             referers: vec![],
             forbidden: vec![forbid("s", NOW as i64 + 10)],
+            delays: vec![],
         };
         let p = policy(snap);
         let e = ask(&p, Direction::Publish, Protocol::Rtmp, "push.com", &[], None).expect_err("forbidden");

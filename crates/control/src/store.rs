@@ -138,6 +138,8 @@ pub struct Snapshot {
     pub referers: Vec<RefererRow>,
     /// Every forbidden stream (expired entries included; the policy compares `resume_at` with its clock).
     pub forbidden: Vec<ForbiddenStream>,
+    /// Every delayed-playback setting (expired ones included; the policy compares `expire_at` with its clock).
+    pub delays: Vec<crate::store_delay::DelayedStream>,
 }
 
 /// A stream refused for publishing until `resume_at` (ForbidLiveStream).
@@ -181,6 +183,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (3, "callbacks", include_str!("../migrations/sqlite/0003_callbacks.sql")),
     (4, "history", include_str!("../migrations/sqlite/0004_history.sql")),
     (5, "callback_nodes", include_str!("../migrations/sqlite/0005_callback_nodes.sql")),
+    (7, "delays", include_str!("../migrations/sqlite/0007_delays.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "domains", include_str!("../migrations/postgres/0001_domains.sql")),
@@ -188,6 +191,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (3, "callbacks", include_str!("../migrations/postgres/0003_callbacks.sql")),
     (4, "history", include_str!("../migrations/postgres/0004_history.sql")),
     (5, "callback_nodes", include_str!("../migrations/postgres/0005_callback_nodes.sql")),
+    (7, "delays", include_str!("../migrations/postgres/0007_delays.sql")),
 ];
 
 /// The migrations compiled into the binary, for one backend.
@@ -503,7 +507,8 @@ impl Store {
             .map(referer_from_row)
             .collect::<Result<_, _>>()?;
         let forbidden = self.forbidden_streams().await?;
-        Ok(Snapshot { domains, auth_keys, referers, forbidden })
+        let delays = self.delayed_streams().await?;
+        Ok(Snapshot { domains, auth_keys, referers, forbidden, delays })
     }
 
     /// Forbids pushing `f.domain/f.app/f.stream` until `f.resume_at`, replacing an earlier entry.

@@ -113,6 +113,12 @@ pub trait AccessPolicy: Send + Sync {
         let _ = requested;
         None
     }
+
+    /// The playback delay configured for a stream (AddDelayLiveStream), applied when its push starts.
+    fn stream_delay(&self, key: &StreamKey) -> Option<std::time::Duration> {
+        let _ = key;
+        None
+    }
 }
 
 /// The default: an open server (no domains configured), every request allowed.

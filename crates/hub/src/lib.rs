@@ -6,6 +6,7 @@
 //! is the same for every viewer is done once per entry and format and cached on the entry ([`Entry::muxed`]).
 
 mod access;
+mod delay;
 mod events;
 mod key;
 mod metrics;
@@ -15,6 +16,7 @@ mod stream;
 mod subscriber;
 
 pub use access::{AccessPolicy, AccessRequest, AllowAll, Denied, DenyKind, Direction};
+pub use delay::{DelayConfig, MAX_DELAY_SECS, parse_delay};
 pub use events::{EndReason, HubEvent};
 pub use key::{Protocol, StreamKey, normalize_domain, resolve_domain};
 pub use metrics::{Metrics, ProtocolCounters};

@@ -32,6 +32,8 @@ pub struct HubConfig {
     /// otherwise it is written together with the next video frame. Halves wakeups and writes per viewer for at
     /// most this much added audio latency. Zero wakes viewers for every frame.
     pub audio_wakeup_interval: Duration,
+    /// Memory budget and spill directory of delayed streams.
+    pub delay: crate::delay::DelayConfig,
 }
 
 impl Default for HubConfig {
@@ -44,6 +46,7 @@ impl Default for HubConfig {
             publisher_grace: Duration::from_secs(3),
             event_capacity: 4096,
             audio_wakeup_interval: Duration::from_millis(40),
+            delay: crate::delay::DelayConfig::default(),
         }
     }
 }
@@ -57,6 +60,9 @@ pub enum PublishError {
     /// The server is shutting down.
     #[error("the server is shutting down")]
     ShuttingDown,
+    /// A push parameter has a value the server cannot honour (e.g. `txDelayTime` out of range).
+    #[error("{0}")]
+    BadParameter(String),
 }
 
 /// Why a subscribe was refused.
@@ -254,6 +260,11 @@ impl Hub {
         if self.shared.shutting_down.load(Ordering::Relaxed) {
             return Err(PublishError::ShuttingDown);
         }
+        // The push URL's `txDelayTime` wins over a delay configured for the stream (AddDelayLiveStream).
+        let delay = match req.params.iter().find(|(k, _)| k == "txDelayTime") {
+            Some((_, v)) => crate::delay::parse_delay(v).map_err(PublishError::BadParameter)?,
+            None => self.shared.access.read().stream_delay(&req.key).unwrap_or_default(),
+        };
         let session = self.shared.next_id();
         let params = StreamParams {
             protocol: req.protocol,
@@ -263,26 +274,45 @@ impl Hub {
             started_at: SystemTime::now(),
         };
         let mut streams = self.shared.streams.lock();
-        let (stream, resumed) = match streams.get(&req.key) {
+        let (publisher, resumed) = match streams.get(&req.key) {
             Some(existing) => {
                 let mut st = existing.state.write();
                 match st.phase {
-                    Phase::Live { .. } => return Err(PublishError::AlreadyPublishing(req.key)),
+                    Phase::Live { session: live } => {
+                        // A delayed stream whose publisher left is still playing out its delay: the new
+                        // publisher continues the same line (its close is then ignored).
+                        let line = existing.delay_line.lock().clone();
+                        let draining = line
+                            .filter(|l| l.ingest_closed.load(Ordering::Acquire) && !l.finished.load(Ordering::Acquire));
+                        let Some(line) = draining else {
+                            return Err(PublishError::AlreadyPublishing(req.key));
+                        };
+                        st.params = params;
+                        drop(st);
+                        match Publisher::attach(existing.clone(), live, line) {
+                            Some(p) => (p, true),
+                            None => return Err(PublishError::AlreadyPublishing(req.key)),
+                        }
+                    }
                     Phase::Grace { .. } => {
                         st.phase = Phase::Live { session };
                         st.params = params;
                         drop(st);
-                        (existing.clone(), true)
+                        (self.new_publisher(existing.clone(), session, delay), true)
                     }
                     // An ended stream is removed from the map by `end`; seeing one here would be a bug, but a
                     // fresh stream is the right answer either way.
                     Phase::Ended => {
                         drop(st);
-                        (self.insert_new(&mut streams, &req, params, session), false)
+                        let stream = self.insert_new(&mut streams, &req, params, session);
+                        (self.new_publisher(stream, session, delay), false)
                     }
                 }
             }
-            None => (self.insert_new(&mut streams, &req, params, session), false),
+            None => {
+                let stream = self.insert_new(&mut streams, &req, params, session);
+                (self.new_publisher(stream, session, delay), false)
+            }
         };
         drop(streams);
         self.shared.emit(HubEvent::Published {
@@ -292,7 +322,16 @@ impl Hub {
             params: req.params,
             resumed,
         });
-        Ok(Publisher::new(stream, session))
+        Ok(publisher)
+    }
+
+    fn new_publisher(&self, stream: Arc<Stream>, session: u64, delay: Duration) -> Publisher {
+        if delay.is_zero() {
+            *stream.delay_line.lock() = None;
+            Publisher::new(stream, session)
+        } else {
+            Publisher::delayed(stream, session, delay, &self.shared.config.delay)
+        }
     }
 
     fn insert_new(

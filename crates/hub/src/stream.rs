@@ -166,6 +166,8 @@ pub struct Stream {
     pub(crate) notify: Notify,
     pub(crate) stats: StreamStats,
     pub(crate) hub: Weak<HubShared>,
+    /// The delay line of a delayed stream's current publisher session.
+    pub(crate) delay_line: parking_lot::Mutex<Option<Arc<crate::delay::DelayLine>>>,
 }
 
 impl Stream {
@@ -191,6 +193,7 @@ impl Stream {
             notify: Notify::new(),
             stats: StreamStats::default(),
             hub,
+            delay_line: parking_lot::Mutex::new(None),
         }
     }
 
@@ -280,11 +283,58 @@ pub struct Publisher {
     /// Milliseconds added to this session's timestamps to put them on the stream's timeline.
     offset_ms: Option<i64>,
     closed: bool,
+    /// Set when this publisher feeds a delay line instead of the ring.
+    delayed: Option<Delayed>,
+    /// Whether pushes count in the stream's ingest figures (not for the delay line's own publisher: the
+    /// delayed publisher counted them on arrival).
+    count_stats: bool,
+}
+
+/// The ingest side of a delayed publisher.
+struct Delayed {
+    line: Arc<crate::delay::DelayLine>,
+    generation: u64,
+    /// The tracks as the publisher sent them (the stream's tracks change only when they come due).
+    tracks: Tracks,
 }
 
 impl Publisher {
     pub(crate) fn new(stream: Arc<Stream>, session: u64) -> Publisher {
-        Publisher { stream, session, offset_ms: None, closed: false }
+        Publisher { stream, session, offset_ms: None, closed: false, delayed: None, count_stats: true }
+    }
+
+    /// A publisher whose frames wait `delay` in a delay line before they reach the ring.
+    pub(crate) fn delayed(
+        stream: Arc<Stream>,
+        session: u64,
+        delay: std::time::Duration,
+        config: &crate::delay::DelayConfig,
+    ) -> Publisher {
+        let mut direct = Publisher::new(stream.clone(), session);
+        direct.count_stats = false;
+        let line = crate::delay::start(delay, direct, config);
+        *stream.delay_line.lock() = Some(line.clone());
+        let delayed = Delayed { line, generation: 1, tracks: Tracks::default() };
+        Publisher { stream, session, offset_ms: None, closed: false, delayed: Some(delayed), count_stats: true }
+    }
+
+    /// A publisher taking over a delay line whose previous publisher left while it was still draining.
+    pub(crate) fn attach(stream: Arc<Stream>, session: u64, line: Arc<crate::delay::DelayLine>) -> Option<Publisher> {
+        let generation = line.generation.fetch_add(1, Ordering::AcqRel) + 1;
+        line.ingest_closed.store(false, Ordering::Release);
+        line.send(crate::delay::Item::NewSession).ok()?;
+        let delayed = Delayed { line, generation, tracks: Tracks::default() };
+        Some(Publisher { stream, session, offset_ms: None, closed: false, delayed: Some(delayed), count_stats: true })
+    }
+
+    /// The delay this publisher's viewers see, if any.
+    pub fn delay(&self) -> Option<std::time::Duration> {
+        self.delayed.as_ref().map(|d| d.line.delay)
+    }
+
+    /// Starts a new timeline splice at the next frame (a new publisher continues through a delay line).
+    pub(crate) fn restart_timeline(&mut self) {
+        self.offset_ms = None;
     }
 
     /// The stream this publisher feeds.
@@ -299,7 +349,10 @@ impl Publisher {
 
     /// The stream's current tracks.
     pub fn tracks(&self) -> Tracks {
-        self.stream.state.read().tracks.clone()
+        match self.delayed.as_ref() {
+            Some(d) => d.tracks.clone(),
+            None => self.stream.state.read().tracks.clone(),
+        }
     }
 
     fn with_live_state<R>(
@@ -320,6 +373,17 @@ impl Publisher {
 
     /// Sets a track's configuration (a sequence header). Unchanged configurations are not repeated to viewers.
     pub fn set_track(&mut self, info: TrackInfo) -> Result<(), PublishStopped> {
+        if let Some(d) = self.delayed.as_mut() {
+            let slot = match info.media {
+                MediaType::Video => &mut d.tracks.video,
+                MediaType::Audio => &mut d.tracks.audio,
+            };
+            if slot.as_deref() == Some(&info) {
+                return Ok(());
+            }
+            *slot = Some(Arc::new(info.clone()));
+            return d.line.send(crate::delay::Item::Track(info)).map_err(|_| PublishStopped);
+        }
         self.with_live_state(|stream, st, hub| {
             let slot = match info.media {
                 MediaType::Video => &mut st.tracks.video,
@@ -337,6 +401,9 @@ impl Publisher {
 
     /// Sets the stream's metadata (an AMF0 `onMetaData` body).
     pub fn set_metadata(&mut self, body: Bytes) -> Result<(), PublishStopped> {
+        if let Some(d) = self.delayed.as_ref() {
+            return d.line.send(crate::delay::Item::Metadata(body)).map_err(|_| PublishStopped);
+        }
         self.with_live_state(|stream, st, hub| {
             st.metadata = Some(body.clone());
             let time = st.last_time_ms.unwrap_or(0);
@@ -353,6 +420,15 @@ impl Publisher {
     pub fn push_frame(&mut self, mut frame: Frame) -> Result<(), PushError> {
         let size = frame.data.len() as u64;
         let media = frame.media;
+        if let Some(d) = self.delayed.as_ref() {
+            if d.line.finished.load(Ordering::Relaxed) || self.is_stopped() {
+                return Err(PushError::Stopped);
+            }
+            check_codec(&d.tracks, &frame)?;
+            d.line.send(crate::delay::Item::Frame(frame))?;
+            self.count(media, size);
+            return Ok(());
+        }
         let offset_slot = &mut self.offset_ms;
         let result = {
             let hub = self.stream.hub.upgrade().ok_or(PushError::Stopped)?;
@@ -360,24 +436,7 @@ impl Publisher {
             if st.phase != (Phase::Live { session: self.session }) {
                 return Err(PushError::Stopped);
             }
-            let track = match media {
-                MediaType::Video => &st.tracks.video,
-                MediaType::Audio => &st.tracks.audio,
-            };
-            match track {
-                Some(t) if t.codec == frame.codec => {}
-                Some(t) => {
-                    return Err(PushError::Refused(format!(
-                        "{} frame on a {} track without a new sequence header",
-                        frame.codec.name(),
-                        t.codec.name()
-                    )));
-                }
-                None if frame.codec.needs_config() => {
-                    return Err(PushError::Refused(format!("{} frame before its sequence header", frame.codec.name())));
-                }
-                None => {}
-            }
+            check_codec(&st.tracks, &frame)?;
             let dts_ms = frame.dts_ms();
             // A new timeline segment starts right after the previous one: its first frame is decoded after the last
             // decoded frame and presented after the last presented one (B-frames put PTS ahead of DTS), so no frame
@@ -426,6 +485,13 @@ impl Publisher {
         if matches!(result, Ok(true)) {
             self.stream.notify.notify_waiters();
         }
+        if self.count_stats {
+            self.count(media, size);
+        }
+        result.map(|_| ())
+    }
+
+    fn count(&self, media: MediaType, size: u64) {
         let stats = &self.stream.stats;
         stats.bytes_in.fetch_add(size, Ordering::Relaxed);
         let (frames, bytes) = match media {
@@ -434,7 +500,6 @@ impl Publisher {
         };
         frames.fetch_add(1, Ordering::Relaxed);
         bytes.fetch_add(size, Ordering::Relaxed);
-        result.map(|_| ())
     }
 
     /// Whether the server stopped this stream; the publisher's connection should then be closed.
@@ -453,9 +518,38 @@ impl Publisher {
             return;
         }
         self.closed = true;
+        if let Some(d) = self.delayed.as_ref() {
+            // The viewers still have `delay` of this publisher to watch: the line ends the session when the
+            // close comes due, unless another publisher took the line over by then.
+            d.line.ingest_closed.store(true, Ordering::Release);
+            if d.line.send(crate::delay::Item::Close { generation: d.generation, reason: reason.clone() }).is_ok() {
+                return;
+            }
+        }
         if let Some(hub) = self.stream.hub.upgrade() {
             hub.publisher_left(&self.stream, self.session, reason);
         }
+    }
+}
+
+/// Whether a frame can go on a stream with `tracks`: the codec matches its track, and a codec that needs a
+/// configuration has one.
+fn check_codec(tracks: &Tracks, frame: &Frame) -> Result<(), PushError> {
+    let track = match frame.media {
+        MediaType::Video => &tracks.video,
+        MediaType::Audio => &tracks.audio,
+    };
+    match track {
+        Some(t) if t.codec == frame.codec => Ok(()),
+        Some(t) => Err(PushError::Refused(format!(
+            "{} frame on a {} track without a new sequence header",
+            frame.codec.name(),
+            t.codec.name()
+        ))),
+        None if frame.codec.needs_config() => {
+            Err(PushError::Refused(format!("{} frame before its sequence header", frame.codec.name())))
+        }
+        None => Ok(()),
     }
 }
 

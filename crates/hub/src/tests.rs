@@ -282,3 +282,132 @@ fn internal_subscribers_are_not_viewers() {
     }
     assert_eq!(joined, 1, "the internal subscriber announced nothing");
 }
+
+fn delayed_request(delay: &str) -> PublishRequest {
+    PublishRequest { params: vec![("txDelayTime".into(), delay.into())], ..request() }
+}
+
+fn delayed_hub(budget: usize, dir: &std::path::Path) -> Hub {
+    let config = HubConfig {
+        publisher_grace: Duration::from_millis(0),
+        ring_window: Duration::from_secs(60),
+        delay: DelayConfig { memory_budget: budget, spill_dir: dir.to_path_buf() },
+        ..HubConfig::default()
+    };
+    Hub::new(config, Arc::new(Metrics::default()))
+}
+
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("ferrocast-hub-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+/// Polls `sub` until `n` frames arrived (or `limit` passed); returns them with the time the first one came.
+fn collect(sub: &mut Subscriber, n: usize, limit: Duration) -> (Vec<(i64, bool)>, Option<std::time::Instant>) {
+    let deadline = std::time::Instant::now() + limit;
+    let mut got = Vec::new();
+    let mut first = None;
+    while got.len() < n && std::time::Instant::now() < deadline {
+        let (batch, _) = drain(sub);
+        let f = frames(&batch);
+        if !f.is_empty() && first.is_none() {
+            first = Some(std::time::Instant::now());
+        }
+        got.extend(f);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    (got, first)
+}
+
+#[test]
+fn a_delayed_stream_reaches_viewers_after_its_delay() {
+    let dir = temp_dir("delay");
+    let hub = delayed_hub(64 << 20, &dir);
+    let mut p = hub.publish(delayed_request("1")).expect("publish");
+    assert_eq!(p.delay(), Some(Duration::from_secs(1)));
+    p.set_track(video_track()).expect("track");
+    let pushed = std::time::Instant::now();
+    for i in 0..25 {
+        p.push_frame(video(i * 40, i % 5 == 0)).expect("push");
+    }
+    let mut sub = hub.subscribe(&key(), Protocol::HttpFlv, None, SubscriberOptions::default()).expect("live");
+    let (got, first) = collect(&mut sub, 25, Duration::from_secs(5));
+    let waited = first.expect("frames arrived").duration_since(pushed);
+    assert!(waited >= Duration::from_millis(950), "first frame after {waited:?}");
+    assert_eq!(got.len(), 25);
+    assert!(got.windows(2).all(|w| w[0].0 < w[1].0), "in order: {got:?}");
+    assert_eq!(hub.stream(&key()).expect("live").video_frames, 25, "ingest figures count on arrival");
+}
+
+#[test]
+fn a_delay_line_over_its_budget_spills_to_disk_and_loses_nothing() {
+    let dir = temp_dir("spill");
+    let hub = delayed_hub(2_000, &dir);
+    let mut p = hub.publish(delayed_request("1")).expect("publish");
+    p.set_track(video_track()).expect("track");
+    for i in 0..300 {
+        p.push_frame(video(i * 10, i % 30 == 0)).expect("push");
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let spilled: u64 = std::fs::read_dir(&dir)
+        .map(|d| d.filter_map(|e| e.ok()).filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum())
+        .unwrap_or(0);
+    assert!(spilled > 20_000, "most of 300 × 164 bytes went to disk: {spilled}");
+    let mut sub = hub.subscribe(&key(), Protocol::HttpFlv, None, SubscriberOptions::default()).expect("live");
+    let (got, _) = collect(&mut sub, 300, Duration::from_secs(6));
+    assert_eq!(got.len(), 300, "every frame came back from the spill file");
+    assert!(got.windows(2).all(|w| w[0].0 < w[1].0), "in order");
+    p.close(EndReason::PublisherClosed);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while hub.is_live(&key()) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!hub.is_live(&key()), "the stream ends once the close came due");
+    let left = std::fs::read_dir(&dir).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(left, 0, "the spill file is removed");
+}
+
+#[test]
+fn a_publisher_returning_while_the_delay_drains_continues_the_stream() {
+    let dir = temp_dir("attach");
+    let hub = delayed_hub(64 << 20, &dir);
+    let mut events = hub.events();
+    let mut first = hub.publish(delayed_request("1")).expect("publish");
+    first.set_track(video_track()).expect("track");
+    for i in 0..10 {
+        first.push_frame(video(i * 40, i == 0)).expect("push");
+    }
+    drop(first);
+    let mut second = hub.publish(delayed_request("1")).expect("the line is draining: the new publisher takes it over");
+    second.set_track(video_track()).expect("track");
+    for i in 0..10 {
+        second.push_frame(video(i * 40, i == 0)).expect("push");
+    }
+    let mut sub = hub.subscribe(&key(), Protocol::HttpFlv, None, SubscriberOptions::default()).expect("live");
+    let (got, _) = collect(&mut sub, 20, Duration::from_secs(4));
+    assert_eq!(got.len(), 20, "{got:?}");
+    assert!(got.windows(2).all(|w| w[0].0 < w[1].0), "one spliced timeline: {got:?}");
+    assert!(hub.is_live(&key()), "the first publisher's close was superseded");
+    let mut resumed = Vec::new();
+    while let Ok(e) = events.try_recv() {
+        if let HubEvent::Published { resumed: r, .. } = e {
+            resumed.push(r);
+        }
+    }
+    assert_eq!(resumed, [false, true]);
+}
+
+#[test]
+fn bad_delays_are_refused() {
+    let hub = delayed_hub(1 << 20, &temp_dir("bad"));
+    for bad in ["601", "2.5", "soon"] {
+        match hub.publish(delayed_request(bad)) {
+            Err(PublishError::BadParameter(why)) => assert!(why.contains("txDelayTime"), "{why}"),
+            other => panic!("txDelayTime={bad}: {:?}", other.map(|_| ())),
+        }
+    }
+    assert!(!hub.is_live(&key()));
+    let p = hub.publish(delayed_request("0")).expect("0 = no delay");
+    assert_eq!(p.delay(), None);
+}

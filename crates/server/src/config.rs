@@ -194,6 +194,8 @@ pub struct HubSection {
     /// In a stream with video, an audio frame wakes viewers only if nothing did for this long; otherwise it is
     /// written with the next video frame (fewer writes per viewer). 0 wakes viewers for every frame. In ms.
     pub audio_wakeup_interval_ms: u64,
+    /// Media a delayed stream keeps in memory before spilling to `<data_dir>/delay`, in bytes.
+    pub delay_memory_budget_bytes: usize,
 }
 
 impl Default for HubSection {
@@ -205,6 +207,7 @@ impl Default for HubSection {
             ring_max_bytes: 64 << 20,
             ring_max_entries: 20_000,
             audio_wakeup_interval_ms: 40,
+            delay_memory_budget_bytes: 32 << 20,
         }
     }
 }

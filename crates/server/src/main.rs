@@ -153,6 +153,10 @@ async fn run(config: Config) -> Result<(), RunError> {
             gop_cache: config.hub.gop_cache,
             publisher_grace: Duration::from_millis(config.hub.publisher_grace_ms),
             audio_wakeup_interval: Duration::from_millis(config.hub.audio_wakeup_interval_ms),
+            delay: ferrocast_hub::DelayConfig {
+                memory_budget: config.hub.delay_memory_budget_bytes,
+                spill_dir: data_dir.join("delay"),
+            },
             ..HubConfig::default()
         },
         metrics.clone(),

@@ -4,7 +4,7 @@
 use serde_json::{Map, Value, json};
 
 use super::sign::datetime;
-use super::{ApiError, ApiState, Out, Params, callbacks, history, object, streams};
+use super::{ApiError, ApiState, Out, Params, callbacks, delay, history, object, streams};
 use crate::store::{AuthKeyUpdate, DOMAIN_PLAY, DOMAIN_PUSH, Domain, NewDomain, RefererRow, StoreError};
 
 const BEIJING: i64 = 8 * 3600;
@@ -43,6 +43,9 @@ pub async fn dispatch(state: &ApiState, action: &str, p: Params) -> Out {
         "DescribeLiveCallbackRules" => (callbacks::describe_rules(state, &p).await, false),
         "DeleteLiveCallbackRule" => (callbacks::delete_rule(state, &p).await, false),
         "DescribeCallbackRecordsList" => (callbacks::records_list(state, &p).await, false),
+        "AddDelayLiveStream" => (delay::add(state, &p).await, true),
+        "ResumeDelayLiveStream" => (delay::resume(state, &p).await, true),
+        "DescribeLiveDelayInfoList" => (delay::list(state, &p).await, false),
         _ => return Err(ApiError::new("InvalidAction", format!("The API `{action}` does not exist."))),
     };
     if modifies && out.is_ok() {

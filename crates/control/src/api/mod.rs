@@ -3,6 +3,7 @@
 
 mod actions;
 pub mod callbacks;
+mod delay;
 mod history;
 mod params;
 pub mod sign;
