@@ -10,5 +10,6 @@ pub mod history;
 pub mod policy;
 pub mod store;
 pub mod store_callbacks;
+pub mod store_timeshift;
 
 pub use api::{ApiState, api_router};

@@ -7,6 +7,7 @@ mod history;
 mod params;
 pub mod sign;
 pub mod streams;
+pub mod timeshift;
 
 use std::sync::Arc;
 
