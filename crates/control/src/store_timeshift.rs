@@ -461,7 +461,7 @@ impl Store {
         Ok(rows.iter().map(segment_from_row).collect::<Result<_, _>>()?)
     }
 
-    /// The last `limit` segments of a stream that end at or before `until_ms`, oldest first.
+    /// The last `limit` segments of a stream that start at or before `until_ms`, oldest first.
     pub async fn timeshift_segments_until(
         &self,
         domain: &str,
@@ -472,7 +472,7 @@ impl Store {
     ) -> Result<Vec<TimeShiftSegment>, StoreError> {
         let rows = sqlx::query(&format!(
             "SELECT {SEGMENT_COLUMNS} FROM timeshift_segments WHERE domain = $1 AND app = $2 AND stream = $3 \
-             AND wall_ms + duration_ms <= $4 ORDER BY wall_ms DESC, seq DESC LIMIT $5"
+             AND wall_ms <= $4 ORDER BY wall_ms DESC, seq DESC LIMIT $5"
         ))
         .bind(domain)
         .bind(app)
@@ -494,6 +494,21 @@ impl Store {
             .fetch_optional(self.pool())
             .await?;
         Ok(row.as_ref().map(segment_from_row).transpose()?)
+    }
+
+    /// The sequence number a new session of a stream starts at: one past the stream's last stored segment, so
+    /// that numbers (and the media sequence of time-shift playlists) keep increasing across sessions.
+    pub async fn timeshift_next_seq(&self, domain: &str, app: &str, stream: &str) -> Result<i64, StoreError> {
+        let row = sqlx::query(
+            "SELECT MAX(seq) AS m FROM timeshift_segments WHERE domain = $1 AND app = $2 AND stream = $3",
+        )
+        .bind(domain)
+        .bind(app)
+        .bind(stream)
+        .fetch_one(self.pool())
+        .await?;
+        let max: Option<i64> = row.try_get("m")?;
+        Ok(max.map_or(0, |m| m + 1))
     }
 
     /// Up to `limit` segments whose retention ended before `now_ms`, oldest first.
@@ -647,6 +662,8 @@ mod tests {
             assert_eq!(listed.iter().map(|s| s.sid.as_str()).collect::<Vec<_>>(), ["one", "two"]);
             assert!(store.timeshift_sessions("", Some("live"), "", t0 + 13_000, t0 + 14_000).await.expect("s").is_empty());
             assert!(store.timeshift_segment("two", 1).await.expect("get").is_some());
+            assert_eq!(store.timeshift_next_seq("d.com", "live", "s").await.expect("next"), 4);
+            assert_eq!(store.timeshift_next_seq("d.com", "live", "x").await.expect("next"), 0);
 
             // Session one expires entirely; "never" is stale; "two" keeps its segments.
             let expired = store.expired_timeshift_segments(t0 + 12_000 + 60_001, 100).await.expect("expired");
