@@ -499,14 +499,13 @@ impl Store {
     /// The sequence number a new session of a stream starts at: one past the stream's last stored segment, so
     /// that numbers (and the media sequence of time-shift playlists) keep increasing across sessions.
     pub async fn timeshift_next_seq(&self, domain: &str, app: &str, stream: &str) -> Result<i64, StoreError> {
-        let row = sqlx::query(
-            "SELECT MAX(seq) AS m FROM timeshift_segments WHERE domain = $1 AND app = $2 AND stream = $3",
-        )
-        .bind(domain)
-        .bind(app)
-        .bind(stream)
-        .fetch_one(self.pool())
-        .await?;
+        let row =
+            sqlx::query("SELECT MAX(seq) AS m FROM timeshift_segments WHERE domain = $1 AND app = $2 AND stream = $3")
+                .bind(domain)
+                .bind(app)
+                .bind(stream)
+                .fetch_one(self.pool())
+                .await?;
         let max: Option<i64> = row.try_get("m")?;
         Ok(max.map_or(0, |m| m + 1))
     }
@@ -559,8 +558,7 @@ mod tests {
     use crate::store::tests::stores_with_empty;
 
     async fn stores() -> Vec<Store> {
-        stores_with_empty(&["timeshift_segments", "timeshift_sessions", "timeshift_rules", "timeshift_templates"])
-            .await
+        stores_with_empty(&["timeshift_segments", "timeshift_sessions", "timeshift_rules", "timeshift_templates"]).await
     }
 
     fn template(name: &str) -> TimeShiftTemplate {
@@ -660,7 +658,9 @@ mod tests {
             assert_eq!(last.iter().map(|s| (s.sid.as_str(), s.seq)).collect::<Vec<_>>(), [("one", 2), ("one", 3)]);
             let listed = store.timeshift_sessions("d.com", None, "s", t0, t0 + 30_000).await.expect("sessions");
             assert_eq!(listed.iter().map(|s| s.sid.as_str()).collect::<Vec<_>>(), ["one", "two"]);
-            assert!(store.timeshift_sessions("", Some("live"), "", t0 + 13_000, t0 + 14_000).await.expect("s").is_empty());
+            assert!(
+                store.timeshift_sessions("", Some("live"), "", t0 + 13_000, t0 + 14_000).await.expect("s").is_empty()
+            );
             assert!(store.timeshift_segment("two", 1).await.expect("get").is_some());
             assert_eq!(store.timeshift_next_seq("d.com", "live", "s").await.expect("next"), 4);
             assert_eq!(store.timeshift_next_seq("d.com", "live", "x").await.expect("next"), 0);

@@ -135,7 +135,14 @@ struct Recording {
     /// start DTS plus this (frames replayed from the GOP cache arrive late; the least-delayed frame is the best
     /// estimate of when the media was live).
     open_offset: Option<i64>,
+    /// Wall clock of the end of the last stored segment: the next one starts there unless the estimate from its
+    /// frames disagrees by more than [`REANCHOR_MS`] (a gap, or clock drift). The estimate alone is thrown off by
+    /// bursts, such as an encoder flushing its lookahead when the publisher stops.
+    last_end: Option<i64>,
 }
+
+/// See [`Recording::last_end`].
+const REANCHOR_MS: i64 = 2000;
 
 impl TimeShift {
     /// Starts recording into a local directory (`config.root`, created if missing), and retention.
@@ -218,7 +225,7 @@ impl TimeShift {
                 self.inner.recording.lock().insert(key.clone(), session.sid.clone());
                 tracing::info!(stream = %key, sid = %session.sid, template = template.id, "time shift: recording");
                 let me = self.clone();
-                let rec = Recording { key, session, counters: None, open_offset: None };
+                let rec = Recording { key, session, counters: None, open_offset: None, last_end: None };
                 tokio::spawn(async move { me.record(sub, rec, first_seq).await });
             }
             Err(e) => tracing::warn!(stream = %key, error = %e, "time shift: session not created"),
@@ -297,7 +304,13 @@ impl TimeShift {
         for cut in cuts {
             let Cut::Segment(data) = cut else { continue };
             let offset = rec.open_offset.take().unwrap_or_else(|| now_ms() - data.start_ms);
-            if let Err(e) = self.store_segment(rec, &data, data.start_ms + offset).await {
+            let estimate = data.start_ms + offset;
+            let wall_ms = match rec.last_end {
+                Some(end) if (estimate - end).abs() <= REANCHOR_MS => end,
+                _ => estimate,
+            };
+            rec.last_end = Some(wall_ms + data.duration_ms);
+            if let Err(e) = self.store_segment(rec, &data, wall_ms).await {
                 tracing::warn!(stream = %rec.key, seq = data.msn, error = %e, "time shift: segment not stored");
             }
         }
@@ -444,7 +457,12 @@ mod tests {
             cleanup_interval: Duration::from_secs(3600),
             stale_session: Duration::from_secs(600),
         };
-        let ts = TimeShift::start(Hub::new(HubConfig::default(), Arc::new(ferrocast_hub::Metrics::default())), store.clone(), config).expect("start");
+        let ts = TimeShift::start(
+            Hub::new(HubConfig::default(), Arc::new(ferrocast_hub::Metrics::default())),
+            store.clone(),
+            config,
+        )
+        .expect("start");
         let key = StreamKey::new("d.com", "live", "s");
         // Recent enough that the retention task's first (immediate) run finds nothing expired.
         let t0 = now_ms() - 1000;

@@ -178,13 +178,7 @@ pub fn iso_ms(ms: i64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        ms.rem_euclid(1000)
-    )
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z", rem / 3600, rem % 3600 / 60, rem % 60, ms.rem_euclid(1000))
 }
 
 /// Renders a playlist of `segments` (wall-clock order). `vod` adds `EXT-X-PLAYLIST-TYPE:VOD` and `EXT-X-ENDLIST`.
@@ -261,8 +255,7 @@ mod tests {
         // The console example: 2024-07-17 13:04:27 to 13:58:41 UTC+8.
         let (s, e) = window(&[("tsFormat", "unix"), ("tsStart", "1721192667"), ("tsEnd", "1721195921")]).expect("ok");
         assert_eq!((e - s) / 1000, 3254);
-        let console =
-            window(&[("tsFormat", "human_s_8"), ("tsStart", "20240717130427"), ("tsEnd", "20240717135841")]);
+        let console = window(&[("tsFormat", "human_s_8"), ("tsStart", "20240717130427"), ("tsEnd", "20240717135841")]);
         assert_eq!(console, Ok((s, e)));
     }
 
@@ -275,12 +268,17 @@ mod tests {
         assert!(err(&[("tsStart", "100")]).contains("together"));
         assert!(err(&[("tsFormat", "human_s_13"), ("tsStart", "1"), ("tsEnd", "2")]).contains("tsFormat"));
         assert!(err(&[("tsFormat", "local"), ("tsStart", "1"), ("tsEnd", "2")]).contains("tsFormat"));
-        assert!(err(&[("tsFormat", "human_s_8"), ("tsStart", "20230231000000"), ("tsEnd", "20230301000000")])
-            .contains("valid date"));
+        assert!(
+            err(&[("tsFormat", "human_s_8"), ("tsStart", "20230231000000"), ("tsEnd", "20230301000000")])
+                .contains("valid date")
+        );
         assert!(err(&[("tsStart", "-5"), ("tsEnd", "2")]).contains("digits"));
         assert!(err(&[("tsDelay", "1.5")]).contains("tsDelay"));
         assert!(err(&[]).contains("tsDelay"));
-        assert_eq!(parse_request(&q(&[("tsDelay", "30"), ("tsCodecname", "hd")])), Ok(Request::Delay { delay_ms: 30_000 }));
+        assert_eq!(
+            parse_request(&q(&[("tsDelay", "30"), ("tsCodecname", "hd")])),
+            Ok(Request::Delay { delay_ms: 30_000 })
+        );
     }
 
     fn seg(sid: &str, seq: i64, wall_ms: i64, duration_ms: i64) -> TimeShiftSegment {
@@ -324,7 +322,9 @@ mod tests {
         segs.push(seg("b", 6, 1_675_303_100_000, 2500));
         let vod = render(&segs, true, "s/timeshift/", "txSecret=x", 3);
         assert!(vod.contains("#EXT-X-PLAYLIST-TYPE:VOD\n") && vod.ends_with("#EXT-X-ENDLIST\n"));
-        assert!(vod.contains("#EXT-X-PROGRAM-DATE-TIME:2023-02-02T01:56:35.000Z\n#EXTINF:3.000,\ns/timeshift/a/4.ts?txSecret=x\n"));
+        assert!(vod.contains(
+            "#EXT-X-PROGRAM-DATE-TIME:2023-02-02T01:56:35.000Z\n#EXTINF:3.000,\ns/timeshift/a/4.ts?txSecret=x\n"
+        ));
         assert_eq!(vod.matches("#EXT-X-DISCONTINUITY\n").count(), 1);
         assert!(vod.contains("#EXT-X-MEDIA-SEQUENCE:0\n") && vod.contains("#EXT-X-TARGETDURATION:3\n"));
         let live = render(&segs[1..], false, "", "", 3);
