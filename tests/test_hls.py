@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from browser import play_dash, play_hls, summary
-from conftest import FlvReader, check_media, probe_packets, publish, run, tool, wait_until
+from conftest import FlvReader, check_media, decode_errors, ffmpeg9, has_encoder, probe_packets, publish, run, tool, wait_until
 from test_api import PLAY, PUSH, SECRET_ID, SECRET_KEY, call, client
 
 SEGMENT_MS = 1000
@@ -60,9 +60,9 @@ def attr(tag_value: str, name: str) -> str | None:
     return None if not m else (m.group(2) if m.group(2) is not None else m.group(1))
 
 
-def grab(url: str, out, seconds: float, limit: float = 40) -> None:
+def grab(url: str, out, seconds: float, limit: float = 40, ffmpeg: str | None = None) -> None:
     """ffmpeg reads `seconds` of `url` and copies it, untouched, into `out`."""
-    r = run([tool("ffmpeg"), "-nostdin", "-v", "error", "-i", url, "-map", "0:v?", "-map", "0:a?", "-c", "copy",
+    r = run([ffmpeg or tool("ffmpeg"), "-nostdin", "-v", "error", "-i", url, "-map", "0:v?", "-map", "0:a?", "-c", "copy",
              "-t", str(seconds), "-y", str(out)], limit=limit)
     assert r.rc == 0, f"ffmpeg could not read {url}: {r.stderr[-2000:]}"
 
@@ -184,6 +184,35 @@ def test_reconnect_continues_the_playlist_after_a_discontinuity(server, tmp_path
         assert any("init-1.mp4" in m for m in maps), fmp4
     finally:
         second.kill()
+
+
+@pytest.mark.parametrize("codec,audio,formats", [("hevc", "aac", ["ts", "fmp4"]), ("av1", "opus", ["fmp4"])])
+def test_hevc_av1_and_opus(server, tmp_path, codec, audio, formats):
+    """Enhanced RTMP HEVC and AV1/Opus pushes (ffmpeg 9) play over HLS: HEVC in TS and fMP4, AV1 and Opus in fMP4
+    (MPEG-TS has no AV1 mapping: refused with a clear error)."""
+    ff9 = ffmpeg9()
+    if codec == "av1" and not (has_encoder(ff9, "libsvtav1") or has_encoder(ff9, "libaom-av1")):
+        pytest.skip("no AV1 encoder in ffmpeg 9")
+    stream = f"x{codec}"
+    pub = publish(server.rtmp(stream), 12, codec=codec, audio=audio, size="320x240", rate=25, gop=25, ffmpeg=ff9,
+                  name=f"pub-{stream}")
+    try:
+        server.wait_live(stream)
+        wait_until(lambda: len(segments(playlist(server, stream, "?format=fmp4"))) >= 2, 20, what="segments")
+        want = {"hevc": "hevc", "av1": "av1"}[codec]
+        for fmt in formats:
+            out = tmp_path / f"{stream}-{fmt}.mkv"
+            grab(server.http(f"/live/{stream}.m3u8?format={fmt}"), out, 2, ffmpeg=ff9)
+            m = probe_packets(out)
+            assert {s["codec_name"] for s in m.streams} == {want, audio}, (fmt, m.summary())
+            assert m.video and m.video[0].key and len(m.video) >= 40, (fmt, m.summary())
+            errors = decode_errors(out)
+            assert not errors, f"{fmt}: " + "\n".join(errors[:10])
+        if "ts" not in formats:
+            r = requests.get(server.http(f"/live/{stream}.m3u8?format=ts"), timeout=10)
+            assert r.status_code == 400 and "MPEG-TS" in r.text and "fmp4" in r.text, (r.status_code, r.text)
+    finally:
+        pub.kill()
 
 
 def test_not_live_and_bad_requests(server):

@@ -11,5 +11,6 @@ pub mod policy;
 pub mod store;
 pub mod store_callbacks;
 pub mod store_delay;
+pub mod store_timeshift;
 
 pub use api::{ApiState, api_router};

@@ -183,6 +183,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (3, "callbacks", include_str!("../migrations/sqlite/0003_callbacks.sql")),
     (4, "history", include_str!("../migrations/sqlite/0004_history.sql")),
     (5, "callback_nodes", include_str!("../migrations/sqlite/0005_callback_nodes.sql")),
+    (6, "timeshift", include_str!("../migrations/sqlite/0006_timeshift.sql")),
     (7, "delays", include_str!("../migrations/sqlite/0007_delays.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -191,6 +192,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (3, "callbacks", include_str!("../migrations/postgres/0003_callbacks.sql")),
     (4, "history", include_str!("../migrations/postgres/0004_history.sql")),
     (5, "callback_nodes", include_str!("../migrations/postgres/0005_callback_nodes.sql")),
+    (6, "timeshift", include_str!("../migrations/postgres/0006_timeshift.sql")),
     (7, "delays", include_str!("../migrations/postgres/0007_delays.sql")),
 ];
 

@@ -26,13 +26,13 @@ use ferrocast_packager::{Container, Package, PackageError, Variant};
 use crate::HttpState;
 
 /// Query parameters that select what is served and are not passed on to segment URLs.
-const OWN_PARAMS: [&str; 5] = ["format", "only", "_HLS_msn", "_HLS_part", "_HLS_skip"];
+pub(crate) const OWN_PARAMS: [&str; 5] = ["format", "only", "_HLS_msn", "_HLS_part", "_HLS_skip"];
 
-fn param<'a>(query: &'a [(String, String)], name: &str) -> Option<&'a str> {
+pub(crate) fn param<'a>(query: &'a [(String, String)], name: &str) -> Option<&'a str> {
     query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }
 
-fn plain(status: StatusCode, text: impl Into<String>) -> Response {
+pub(crate) fn plain(status: StatusCode, text: impl Into<String>) -> Response {
     let mut text = text.into();
     text.push('\n');
     (status, text).into_response()
@@ -55,8 +55,10 @@ pub(crate) struct Target {
     protocol: Protocol,
 }
 
+/// The access check of a playback request (hotlink signature, referer, play domain); returns the stream's key
+/// (the push domain's, for a play domain). The stream need not be live.
 #[allow(clippy::result_large_err)]
-pub(crate) fn target(
+pub(crate) fn check(
     state: &HttpState,
     app: &str,
     stream: &str,
@@ -64,7 +66,7 @@ pub(crate) fn target(
     query: &[(String, String)],
     client: SocketAddr,
     headers: &HeaderMap,
-) -> Result<Target, Response> {
+) -> Result<StreamKey, Response> {
     let host = param(query, "txHost").or_else(|| headers.get(header::HOST).and_then(|h| h.to_str().ok()));
     let domain = ferrocast_hub::resolve_domain(host, &state.options.default_domain);
     let key = StreamKey::new(&domain, app, stream);
@@ -85,7 +87,20 @@ pub(crate) fn target(
         state.hub.metrics().protocol(protocol).rejected.fetch_add(1, Ordering::Relaxed);
         return Err(plain(StatusCode::FORBIDDEN, denied.reason));
     }
-    let key = state.hub.playback_key(&key);
+    Ok(state.hub.playback_key(&key))
+}
+
+#[allow(clippy::result_large_err)]
+pub(crate) fn target(
+    state: &HttpState,
+    app: &str,
+    stream: &str,
+    protocol: Protocol,
+    query: &[(String, String)],
+    client: SocketAddr,
+    headers: &HeaderMap,
+) -> Result<Target, Response> {
+    let key = check(state, app, stream, protocol, query, client, headers)?;
     let Some(package) = state.packager.as_ref().and_then(|p| p.get(&key)) else {
         state.hub.metrics().protocol(protocol).rejected.fetch_add(1, Ordering::Relaxed);
         return Err(plain(StatusCode::NOT_FOUND, format!("stream {key} is not live")));
@@ -129,7 +144,7 @@ fn passed_query(query: &[(String, String)]) -> String {
     form_urlencoded_pairs(kept)
 }
 
-fn form_urlencoded_pairs<'a>(pairs: impl Iterator<Item = &'a (String, String)>) -> String {
+pub(crate) fn form_urlencoded_pairs<'a>(pairs: impl Iterator<Item = &'a (String, String)>) -> String {
     let mut out = String::new();
     for (k, v) in pairs {
         if !out.is_empty() {
@@ -142,7 +157,7 @@ fn form_urlencoded_pairs<'a>(pairs: impl Iterator<Item = &'a (String, String)>) 
     out
 }
 
-fn encode(s: &str) -> String {
+pub(crate) fn encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
@@ -167,7 +182,7 @@ fn block_timeout(package: &Package) -> Duration {
     Duration::from_secs(u64::from(package.target_duration_secs()) * 3)
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
@@ -198,6 +213,9 @@ pub(crate) async fn playlist(
     client: SocketAddr,
     headers: HeaderMap,
 ) -> Response {
+    if ferrocast_timeshift::query::is_timeshift(&query) {
+        return crate::timeshift::playlist(state, app, stream, query, client, headers).await;
+    }
     let t = match target(&state, &app, &stream, Protocol::Hls, &query, client, &headers) {
         Ok(t) => t,
         Err(r) => return r,

@@ -4,6 +4,7 @@
 mod flv;
 mod hls;
 mod listener;
+mod timeshift;
 
 pub use listener::{ClientAddr, StallTimeoutListener};
 
@@ -45,6 +46,8 @@ pub struct HttpState {
     pub ready: Arc<AtomicBool>,
     /// The HLS/DASH packages; `None` when HLS is turned off.
     pub packager: Option<ferrocast_packager::Packager>,
+    /// Time-shift recording and playback; `None` when time shifting is turned off.
+    pub timeshift: Option<ferrocast_timeshift::TimeShift>,
 }
 
 /// The router with every HTTP endpoint of this scope.
@@ -54,6 +57,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/metrics", get(metrics))
         .route("/{app}/{file}", get(playback))
         .route("/{app}/{stream}/hls/{variant}/{resource}", get(hls_resource))
+        .route("/{app}/{stream}/timeshift/{sid}/{file}", get(timeshift_segment))
         .with_state(state)
 }
 
@@ -82,6 +86,16 @@ async fn hls_resource(
     headers: HeaderMap,
 ) -> Response {
     hls::resource(state, path, query, client, headers).await
+}
+
+async fn timeshift_segment(
+    State(state): State<HttpState>,
+    Path(path): Path<(String, String, String, String)>,
+    Query(query): Query<Vec<(String, String)>>,
+    ConnectInfo(ClientAddr(client)): ConnectInfo<ClientAddr>,
+    headers: HeaderMap,
+) -> Response {
+    timeshift::segment(state, path, query, client, headers).await
 }
 
 async fn healthz(State(state): State<HttpState>) -> impl IntoResponse {

@@ -485,6 +485,11 @@ impl Package {
         if v.is_none() && a.is_none() {
             return Err(PackageError::Unsupported(format!("the stream has no {} track", variant_media(variant))));
         }
+        if container == Container::Ts
+            && let Err(e) = ts::TsMuxer::new(v, a)
+        {
+            return Err(PackageError::Unsupported(format!("MPEG-TS: {e}; use format=fmp4")));
+        }
         let base = format!("{}/hls/{}/", pct(&self.key.stream), variant.path());
         let window = self.config.window_segments;
         let skip = st.segments.len().saturating_sub(window);

@@ -67,6 +67,8 @@ pub struct Config {
     pub history: HistorySection,
     /// HLS, LL-HLS and DASH packaging.
     pub hls: HlsSection,
+    /// Time shifting (recording of streams under a time-shift rule).
+    pub timeshift: TimeShiftSection,
 }
 
 /// `[server]`
@@ -392,6 +394,24 @@ impl HlsSection {
             return bad("key_rotation_segments = 0: expected at least 1".to_string());
         }
         Ok(())
+    }
+}
+
+/// `[timeshift]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TimeShiftSection {
+    /// Record the streams that match a time-shift rule, and serve `txTimeshift=on` playlists.
+    pub enabled: bool,
+    /// Directory of the segments: empty for `<data_dir>/timeshift`.
+    pub root: String,
+    /// How often expired segments are deleted, in milliseconds.
+    pub cleanup_interval_ms: u64,
+}
+
+impl Default for TimeShiftSection {
+    fn default() -> Self {
+        TimeShiftSection { enabled: true, root: String::new(), cleanup_interval_ms: 60_000 }
     }
 }
 

@@ -118,6 +118,9 @@ enum RunError {
     Tls(#[from] tls::TlsError),
     #[error("store: {0}")]
     Store(#[from] ferrocast_control::store::StoreError),
+    /// The time-shift storage could not be opened.
+    #[error("time-shift storage {0}: {1}")]
+    TimeShift(String, ferrocast_timeshift::TimeShiftError),
     #[error("API credentials: {0}")]
     Credentials(#[from] ferrocast_control::credentials::CredentialsError),
     #[error("[callbacks] ca_file {0}: {1}")]
@@ -232,9 +235,29 @@ async fn run(config: Config) -> Result<(), RunError> {
             },
         )
     });
+    let timeshift = if config.timeshift.enabled {
+        let root = match config.timeshift.root.as_str() {
+            "" => data_dir.join("timeshift"),
+            r => std::path::PathBuf::from(r),
+        };
+        let ts = ferrocast_timeshift::TimeShift::start(
+            hub.clone(),
+            store.clone(),
+            ferrocast_timeshift::TimeShiftConfig {
+                root: root.clone(),
+                cleanup_interval: Duration::from_millis(config.timeshift.cleanup_interval_ms),
+                stale_session: Duration::from_secs(600),
+            },
+        )
+        .map_err(|e| RunError::TimeShift(root.display().to_string(), e))?;
+        Some(ts)
+    } else {
+        None
+    };
     let state = HttpState {
         hub: hub.clone(),
         packager,
+        timeshift,
         options: Arc::new(HttpOptions {
             default_domain: config.server.default_domain.clone(),
             cors_allow_origin: config.http.cors_allow_origin.clone(),

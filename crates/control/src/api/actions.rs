@@ -4,7 +4,7 @@
 use serde_json::{Map, Value, json};
 
 use super::sign::datetime;
-use super::{ApiError, ApiState, Out, Params, callbacks, delay, history, object, streams};
+use super::{ApiError, ApiState, Out, Params, callbacks, delay, history, object, streams, timeshift};
 use crate::store::{AuthKeyUpdate, DOMAIN_PLAY, DOMAIN_PUSH, Domain, NewDomain, RefererRow, StoreError};
 
 const BEIJING: i64 = 8 * 3600;
@@ -46,6 +46,15 @@ pub async fn dispatch(state: &ApiState, action: &str, p: Params) -> Out {
         "AddDelayLiveStream" => (delay::add(state, &p).await, true),
         "ResumeDelayLiveStream" => (delay::resume(state, &p).await, true),
         "DescribeLiveDelayInfoList" => (delay::list(state, &p).await, false),
+        "CreateLiveTimeShiftTemplate" => (timeshift::create_template(state, &p).await, false),
+        "ModifyLiveTimeShiftTemplate" => (timeshift::modify_template(state, &p).await, false),
+        "DescribeLiveTimeShiftTemplates" => (timeshift::describe_templates(state, &p).await, false),
+        "DeleteLiveTimeShiftTemplate" => (timeshift::delete_template(state, &p).await, false),
+        "CreateLiveTimeShiftRule" => (timeshift::create_rule(state, &p).await, false),
+        "DescribeLiveTimeShiftRules" => (timeshift::describe_rules(state, &p).await, false),
+        "DeleteLiveTimeShiftRule" => (timeshift::delete_rule(state, &p).await, false),
+        "DescribeTimeShiftStreamList" => (timeshift::stream_list(state, &p).await, false),
+        "DescribeTimeShiftRecordDetail" => (timeshift::record_detail(state, &p).await, false),
         _ => return Err(ApiError::new("InvalidAction", format!("The API `{action}` does not exist."))),
     };
     if modifies && out.is_ok() {

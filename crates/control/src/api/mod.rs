@@ -8,6 +8,7 @@ mod history;
 mod params;
 pub mod sign;
 pub mod streams;
+pub mod timeshift;
 
 use std::sync::Arc;
 

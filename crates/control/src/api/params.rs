@@ -116,6 +116,24 @@ impl Params {
         }
     }
 
+    /// An optional list of integers (JSON numbers or numeric strings).
+    pub fn int_list_opt(&self, name: &str) -> Result<Option<Vec<i64>>, ApiError> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|v| match v {
+                    Value::Number(n) => n.as_i64(),
+                    Value::String(s) => s.trim().parse().ok(),
+                    _ => None,
+                })
+                .collect::<Option<Vec<i64>>>()
+                .map(Some)
+                .ok_or_else(|| invalid_type(name, "a list of integers")),
+            Some(_) => Err(invalid_type(name, "a list of integers")),
+        }
+    }
+
     /// A required integer.
     pub fn int_req(&self, name: &str) -> Result<i64, ApiError> {
         self.int_opt(name)?.ok_or_else(|| ApiError::missing(name))
