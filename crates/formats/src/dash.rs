@@ -5,7 +5,7 @@
 
 use std::fmt::Write as _;
 
-use crate::hls::iso8601_ms;
+use crate::time::iso8601_ms;
 
 /// One segment in an adaptation set's timeline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

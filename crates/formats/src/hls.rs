@@ -6,6 +6,8 @@
 
 use std::fmt::Write as _;
 
+pub use crate::time::iso8601_ms;
+
 /// An `EXT-X-KEY` for AES-128 full-segment encryption.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Key {
@@ -90,6 +92,19 @@ fn with_query(uri: &str, query: &str) -> String {
     }
 }
 
+/// Percent-encodes a URI path segment or query component (RFC 3986 unreserved characters are kept).
+pub fn uri_component(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// The IV of a segment: its media sequence number as a 128-bit big-endian integer (RFC 8216 §5.2 default).
 pub fn sequence_iv(media_sequence: u64) -> [u8; 16] {
     let mut iv = [0u8; 16];
@@ -99,30 +114,6 @@ pub fn sequence_iv(media_sequence: u64) -> [u8; 16] {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// ISO 8601 UTC with milliseconds, as `EXT-X-PROGRAM-DATE-TIME` wants it.
-pub fn iso8601_ms(unix_ms: i64) -> String {
-    let secs = unix_ms.div_euclid(1000);
-    let ms = unix_ms.rem_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{ms:03}Z", rem / 3600, rem % 3600 / 60, rem % 60)
-}
-
-/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar (H. Hinnant's algorithm).
-pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
 }
 
 impl MediaPlaylist {
@@ -307,9 +298,8 @@ mod tests {
     }
 
     #[test]
-    fn dates_are_iso8601_utc() {
-        assert_eq!(iso8601_ms(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(iso8601_ms(1_675_302_995_123), "2023-02-02T01:56:35.123Z");
-        assert_eq!(iso8601_ms(951_782_400_000), "2000-02-29T00:00:00.000Z");
+    fn uri_components_are_percent_encoded() {
+        assert_eq!(uri_component("a b/c~d_e.f-g"), "a%20b%2Fc~d_e.f-g");
+        assert_eq!(uri_component("流"), "%E6%B5%81");
     }
 }

@@ -6,4 +6,5 @@ pub mod dash;
 pub mod flv;
 pub mod fmp4;
 pub mod hls;
+pub mod time;
 pub mod ts;

@@ -11,10 +11,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use ferrocast_formats::flv;
-use ferrocast_hub::{
-    AccessRequest, Batch, Direction, Entry, EntryKind, MuxSlot, Muxed, Protocol, StreamKey, Subscriber,
-    SubscriberOptions, Tracks,
-};
+use ferrocast_hub::{Batch, Entry, EntryKind, MuxSlot, Muxed, Protocol, Subscriber, SubscriberOptions, Tracks};
 use ferrocast_media::MediaType;
 use futures::StreamExt;
 
@@ -31,34 +28,10 @@ pub async fn play(
     let Some(stream_name) = file.strip_suffix(".flv") else {
         return (StatusCode::NOT_FOUND, "not found\n").into_response();
     };
-    let tx_host = query.iter().find(|(k, _)| k == "txHost").map(|(_, v)| v.as_str());
-    let host = tx_host.or_else(|| headers.get(header::HOST).and_then(|h| h.to_str().ok()));
-    let domain = ferrocast_hub::resolve_domain(host, &state.options.default_domain);
-    let key = StreamKey::new(&domain, &app, stream_name);
-    let referer = headers.get(header::REFERER).and_then(|h| h.to_str().ok());
-    let access = AccessRequest {
-        direction: Direction::Play,
-        protocol: Protocol::HttpFlv,
-        key: &key,
-        params: &query,
-        client: Some(client),
-        referer,
+    let key = match crate::play_access(&state, &app, stream_name, Protocol::HttpFlv, &query, client, &headers) {
+        Ok(key) => key,
+        Err(refused) => return refused,
     };
-    if let Err(denied) = state.hub.check_access(&access) {
-        tracing::warn!(
-            stream = %key,
-            %client,
-            protocol = "http-flv",
-            kind = ?denied.kind,
-            reason = %denied.reason,
-            referer = referer.unwrap_or(""),
-            "play refused: {}",
-            denied.reason
-        );
-        state.hub.metrics().protocol(Protocol::HttpFlv).rejected.fetch_add(1, Ordering::Relaxed);
-        return (StatusCode::FORBIDDEN, format!("{}\n", denied.reason)).into_response();
-    }
-    let key = state.hub.playback_key(&key);
     let sub = match state.hub.subscribe(&key, Protocol::HttpFlv, Some(client), SubscriberOptions::default()) {
         Ok(sub) => sub,
         Err(e) => {

@@ -20,7 +20,8 @@ use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use ferrocast_hub::{AccessRequest, Direction, Protocol, StreamKey};
+use ferrocast_formats::hls::uri_component;
+use ferrocast_hub::{Protocol, StreamKey};
 use ferrocast_packager::{Container, Package, PackageError, Variant};
 
 use crate::HttpState;
@@ -55,41 +56,6 @@ pub(crate) struct Target {
     protocol: Protocol,
 }
 
-/// The access check of a playback request (hotlink signature, referer, play domain); returns the stream's key
-/// (the push domain's, for a play domain). The stream need not be live.
-#[allow(clippy::result_large_err)]
-pub(crate) fn check(
-    state: &HttpState,
-    app: &str,
-    stream: &str,
-    protocol: Protocol,
-    query: &[(String, String)],
-    client: SocketAddr,
-    headers: &HeaderMap,
-) -> Result<StreamKey, Response> {
-    let host = param(query, "txHost").or_else(|| headers.get(header::HOST).and_then(|h| h.to_str().ok()));
-    let domain = ferrocast_hub::resolve_domain(host, &state.options.default_domain);
-    let key = StreamKey::new(&domain, app, stream);
-    let referer = headers.get(header::REFERER).and_then(|h| h.to_str().ok());
-    let access =
-        AccessRequest { direction: Direction::Play, protocol, key: &key, params: query, client: Some(client), referer };
-    if let Err(denied) = state.hub.check_access(&access) {
-        tracing::warn!(
-            stream = %key,
-            %client,
-            protocol = protocol.label(),
-            kind = ?denied.kind,
-            reason = %denied.reason,
-            referer = referer.unwrap_or(""),
-            "play refused: {}",
-            denied.reason
-        );
-        state.hub.metrics().protocol(protocol).rejected.fetch_add(1, Ordering::Relaxed);
-        return Err(plain(StatusCode::FORBIDDEN, denied.reason));
-    }
-    Ok(state.hub.playback_key(&key))
-}
-
 #[allow(clippy::result_large_err)]
 pub(crate) fn target(
     state: &HttpState,
@@ -100,7 +66,7 @@ pub(crate) fn target(
     client: SocketAddr,
     headers: &HeaderMap,
 ) -> Result<Target, Response> {
-    let key = check(state, app, stream, protocol, query, client, headers)?;
+    let key = crate::play_access(state, app, stream, protocol, query, client, headers)?;
     let Some(package) = state.packager.as_ref().and_then(|p| p.get(&key)) else {
         state.hub.metrics().protocol(protocol).rejected.fetch_add(1, Ordering::Relaxed);
         return Err(plain(StatusCode::NOT_FOUND, format!("stream {key} is not live")));
@@ -116,26 +82,41 @@ impl Target {
         cache: &'static str,
         chunks: Vec<Bytes>,
     ) -> Response {
-        let n: u64 = chunks.iter().map(|c| c.len() as u64).sum();
-        state.hub.metrics().protocol(self.protocol).bytes_out.fetch_add(n, Ordering::Relaxed);
-        state.hub.count_bytes_out(&self.key, n);
-        let body = if chunks.len() == 1 {
-            Body::from(chunks.into_iter().next().unwrap_or_default())
-        } else {
-            Body::from_stream(futures::stream::iter(chunks.into_iter().map(Ok::<Bytes, Infallible>)))
-        };
-        let mut response = Response::new(body);
-        let h = response.headers_mut();
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-        h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
-        if let Ok(v) = HeaderValue::from_str(&n.to_string()) {
-            h.insert(header::CONTENT_LENGTH, v);
-        }
-        if let Ok(origin) = HeaderValue::from_str(&state.options.cors_allow_origin) {
-            h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
-        }
-        response
+        respond(state, self.protocol, Some(&self.key), content_type, cache, chunks)
     }
+}
+
+/// A 200 response of `chunks` (one body, written without copying), counted in the protocol's and the stream's
+/// bytes-out figures.
+pub(crate) fn respond(
+    state: &HttpState,
+    protocol: Protocol,
+    key: Option<&StreamKey>,
+    content_type: &'static str,
+    cache: &'static str,
+    chunks: Vec<Bytes>,
+) -> Response {
+    let n: u64 = chunks.iter().map(|c| c.len() as u64).sum();
+    state.hub.metrics().protocol(protocol).bytes_out.fetch_add(n, Ordering::Relaxed);
+    if let Some(key) = key {
+        state.hub.count_bytes_out(key, n);
+    }
+    let body = if chunks.len() == 1 {
+        Body::from(chunks.into_iter().next().unwrap_or_default())
+    } else {
+        Body::from_stream(futures::stream::iter(chunks.into_iter().map(Ok::<Bytes, Infallible>)))
+    };
+    let mut response = Response::new(body);
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+    if let Ok(v) = HeaderValue::from_str(&n.to_string()) {
+        h.insert(header::CONTENT_LENGTH, v);
+    }
+    if let Ok(origin) = HeaderValue::from_str(&state.options.cors_allow_origin) {
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+    }
+    response
 }
 
 /// The query string passed on to every URI of a playlist or manifest: the request's, minus our own selectors.
@@ -150,21 +131,9 @@ pub(crate) fn form_urlencoded_pairs<'a>(pairs: impl Iterator<Item = &'a (String,
         if !out.is_empty() {
             out.push('&');
         }
-        out.push_str(&encode(k));
+        out.push_str(&uri_component(k));
         out.push('=');
-        out.push_str(&encode(v));
-    }
-    out
-}
-
-pub(crate) fn encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
+        out.push_str(&uri_component(v));
     }
     out
 }

@@ -17,7 +17,9 @@ use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use ferrocast_hub::Hub;
+use std::net::SocketAddr;
+
+use ferrocast_hub::{AccessRequest, Direction, Hub, Protocol, StreamKey};
 
 /// Options of the HTTP playback endpoints.
 #[derive(Debug, Clone)]
@@ -59,6 +61,45 @@ pub fn router(state: HttpState) -> Router {
         .route("/{app}/{stream}/hls/{variant}/{resource}", get(hls_resource))
         .route("/{app}/{stream}/timeshift/{sid}/{file}", get(timeshift_segment))
         .with_state(state)
+}
+
+/// The access check of a playback request (hotlink signature, referer, play domain); returns the stream's key
+/// (the push domain's, for a play domain). The stream need not be live.
+#[allow(clippy::result_large_err)]
+pub(crate) fn play_access(
+    state: &HttpState,
+    app: &str,
+    stream: &str,
+    protocol: Protocol,
+    query: &[(String, String)],
+    client: SocketAddr,
+    headers: &HeaderMap,
+) -> Result<StreamKey, Response> {
+    let host = query
+        .iter()
+        .find(|(k, _)| k == "txHost")
+        .map(|(_, v)| v.as_str())
+        .or_else(|| headers.get(header::HOST).and_then(|h| h.to_str().ok()));
+    let domain = ferrocast_hub::resolve_domain(host, &state.options.default_domain);
+    let key = StreamKey::new(&domain, app, stream);
+    let referer = headers.get(header::REFERER).and_then(|h| h.to_str().ok());
+    let access =
+        AccessRequest { direction: Direction::Play, protocol, key: &key, params: query, client: Some(client), referer };
+    if let Err(denied) = state.hub.check_access(&access) {
+        tracing::warn!(
+            stream = %key,
+            %client,
+            protocol = protocol.label(),
+            kind = ?denied.kind,
+            reason = %denied.reason,
+            referer = referer.unwrap_or(""),
+            "play refused: {}",
+            denied.reason
+        );
+        state.hub.metrics().protocol(protocol).rejected.fetch_add(1, Ordering::Relaxed);
+        return Err((StatusCode::FORBIDDEN, format!("{}\n", denied.reason)).into_response());
+    }
+    Ok(state.hub.playback_key(&key))
 }
 
 /// `GET /{app}/{stream}.flv|.m3u8|.mpd`.

@@ -11,17 +11,17 @@
 //! clock of its first frame); a new publisher session starts after `EXT-X-DISCONTINUITY`.
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 
-use axum::body::Body;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use bytes::Bytes;
 use ferrocast_hub::Protocol;
 use ferrocast_timeshift::{TimeShiftError, query};
 
 use crate::HttpState;
-use crate::hls::{OWN_PARAMS, check, encode, form_urlencoded_pairs, now_ms, plain};
+use crate::hls::{OWN_PARAMS, form_urlencoded_pairs, now_ms, plain, respond};
+use crate::play_access as check;
+use ferrocast_formats::hls::uri_component;
 
 fn error_response(e: &TimeShiftError) -> Response {
     let status = match e {
@@ -30,22 +30,6 @@ fn error_response(e: &TimeShiftError) -> Response {
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
     plain(status, e.to_string())
-}
-
-fn respond(state: &HttpState, content_type: &'static str, cache: &'static str, body: Bytes) -> Response {
-    let n = body.len() as u64;
-    state.hub.metrics().protocol(Protocol::Hls).bytes_out.fetch_add(n, Ordering::Relaxed);
-    let mut response = Response::new(Body::from(body));
-    let h = response.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
-    if let Ok(v) = HeaderValue::from_str(&n.to_string()) {
-        h.insert(header::CONTENT_LENGTH, v);
-    }
-    if let Ok(origin) = HeaderValue::from_str(&state.options.cors_allow_origin) {
-        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
-    }
-    response
 }
 
 /// The query passed on to segment URIs: the request's, minus the time-shift and HLS selectors.
@@ -76,9 +60,11 @@ pub(crate) async fn playlist(
         Ok(r) => r,
         Err(e) => return plain(StatusCode::BAD_REQUEST, e.0),
     };
-    let base = format!("{}/timeshift/", encode(&stream));
+    let base = format!("{}/timeshift/", uri_component(&stream));
     match ts.playlist(&key, request, &base, &passed_query(&q), now_ms()).await {
-        Ok(text) => respond(&state, "application/vnd.apple.mpegurl", "no-cache", Bytes::from(text)),
+        Ok(text) => {
+            respond(&state, Protocol::Hls, None, "application/vnd.apple.mpegurl", "no-cache", vec![Bytes::from(text)])
+        }
         Err(e) => {
             tracing::debug!(stream = %key, %client, error = %e, "time-shift playlist not served");
             error_response(&e)
@@ -109,7 +95,7 @@ pub(crate) async fn segment(
     };
     match ts.segment(&key, &sid, seq).await {
         // Stored segments never change.
-        Ok(bytes) => respond(&state, "video/mp2t", "max-age=3600", bytes),
+        Ok(bytes) => respond(&state, Protocol::Hls, None, "video/mp2t", "max-age=3600", vec![bytes]),
         Err(e) => {
             tracing::debug!(stream = %key, %client, error = %e, "time-shift segment not served");
             error_response(&e)

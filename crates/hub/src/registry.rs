@@ -367,6 +367,12 @@ impl Hub {
         }
     }
 
+    /// Starts a server-side consumer (packager, time-shift recorder) at the stream's GOP cache: not a viewer, so
+    /// it is not counted and announces nothing.
+    pub fn subscribe_internal(&self, key: &StreamKey) -> Result<Subscriber, SubscribeError> {
+        self.subscribe(key, Protocol::Hls, None, SubscriberOptions { gop_cache: Some(true), internal: true })
+    }
+
     /// Whether a stream is live (publishing or inside its grace period).
     pub fn is_live(&self, key: &StreamKey) -> bool {
         self.shared.streams.lock().contains_key(key)

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use ferrocast_hub::{Batch, EntryKind, Hub, HubEvent, Protocol, StreamKey, SubscriberOptions};
+use ferrocast_hub::{Batch, Hub, HubEvent, StreamKey};
 use parking_lot::Mutex;
 use tokio::sync::broadcast;
 
@@ -133,12 +133,7 @@ impl Packager {
     }
 
     fn on_published(&self, key: StreamKey) {
-        let sub = match self.inner.hub.subscribe(
-            &key,
-            Protocol::Hls,
-            None,
-            SubscriberOptions { gop_cache: Some(true), internal: true },
-        ) {
+        let sub = match self.inner.hub.subscribe_internal(&key) {
             Ok(s) => s,
             Err(e) => {
                 tracing::debug!(stream = %key, error = %e, "packager: stream ended before packaging started");
@@ -170,8 +165,7 @@ impl Packager {
 
     async fn feed(self, mut sub: ferrocast_hub::Subscriber, package: Arc<Package>, epoch: u64) {
         let start = sub.start_tracks().clone();
-        let (mut video, mut audio) = (start.video, start.audio);
-        package.feed(wall_ms(), |s| s.set_tracks(video.clone(), audio.clone()));
+        package.feed(wall_ms(), |s| s.set_tracks(start.video.clone(), start.audio.clone()));
         let mut batch = Vec::with_capacity(64);
         loop {
             batch.clear();
@@ -180,23 +174,7 @@ impl Packager {
                 Batch::Entries { .. } => {}
             }
             let now = wall_ms();
-            package.feed(now, |s| {
-                let mut cuts = Vec::new();
-                for entry in &batch {
-                    match &entry.kind {
-                        EntryKind::Frame(f) => cuts.extend(s.push(f.clone(), now)),
-                        EntryKind::Track(t) => {
-                            match t.media {
-                                ferrocast_media::MediaType::Video => video = Some(t.clone()),
-                                ferrocast_media::MediaType::Audio => audio = Some(t.clone()),
-                            }
-                            cuts.extend(s.set_tracks(video.clone(), audio.clone()));
-                        }
-                        EntryKind::Metadata(_) => {}
-                    }
-                }
-                cuts
-            });
+            package.feed(now, |s| batch.iter().flat_map(|entry| s.push_entry(&entry.kind, now)).collect());
         }
         package.feed(wall_ms(), |s| s.flush());
         package.set_live(false);

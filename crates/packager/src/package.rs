@@ -256,18 +256,6 @@ impl std::fmt::Debug for Package {
     }
 }
 
-fn pct(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 impl Package {
     /// An empty package for `key`; `encrypted` turns on AES-128 for its TS segments.
     pub fn new(key: StreamKey, config: Arc<PackagerConfig>, encrypted: bool) -> Package {
@@ -490,7 +478,7 @@ impl Package {
         {
             return Err(PackageError::Unsupported(format!("MPEG-TS: {e}; use format=fmp4")));
         }
-        let base = format!("{}/hls/{}/", pct(&self.key.stream), variant.path());
+        let base = format!("{}/hls/{}/", hls::uri_component(&self.key.stream), variant.path());
         let window = self.config.window_segments;
         let skip = st.segments.len().saturating_sub(window);
         let listed: Vec<&Arc<Segment>> = st.segments.iter().skip(skip).collect();
@@ -564,7 +552,7 @@ impl Package {
         // Media time `ast_dts` of the first generation is availabilityStartTime.
         let ast = ast_wall - ast_dts;
         let mut periods: Vec<dash::Period> = Vec::new();
-        let base = pct(&self.key.stream);
+        let base = hls::uri_component(&self.key.stream);
         let mut i = 0;
         while i < listed.len() {
             let g = listed[i].generation.clone();

@@ -174,6 +174,23 @@ impl Segmenter {
         cuts
     }
 
+    /// Feeds one hub ring entry: a frame is pushed, a new track configuration replaces its track (see
+    /// [`Segmenter::set_tracks`]), metadata is ignored.
+    pub fn push_entry(&mut self, kind: &ferrocast_hub::EntryKind, wall_ms: i64) -> Vec<Cut> {
+        match kind {
+            ferrocast_hub::EntryKind::Frame(f) => self.push(f.clone(), wall_ms),
+            ferrocast_hub::EntryKind::Track(t) => {
+                let (mut video, mut audio) = (self.generation.video.clone(), self.generation.audio.clone());
+                match t.media {
+                    MediaType::Video => video = Some(t.clone()),
+                    MediaType::Audio => audio = Some(t.clone()),
+                }
+                self.set_tracks(video, audio)
+            }
+            ferrocast_hub::EntryKind::Metadata(_) => Vec::new(),
+        }
+    }
+
     /// Closes the open part and segment (end of stream).
     pub fn flush(&mut self) -> Vec<Cut> {
         self.close(None)

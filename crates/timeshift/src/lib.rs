@@ -26,7 +26,7 @@ use bytes::{Bytes, BytesMut};
 use ferrocast_control::store::{Store, StoreError};
 use ferrocast_control::store_timeshift::{TimeShiftSegment, TimeShiftSession, TimeShiftTemplate};
 use ferrocast_formats::ts::TsMuxer;
-use ferrocast_hub::{Batch, EntryKind, Hub, HubEvent, Protocol, StreamKey, SubscriberOptions};
+use ferrocast_hub::{Batch, EntryKind, Hub, HubEvent, StreamKey};
 use ferrocast_media::MediaType;
 use ferrocast_packager::segmenter::{Cut, SegmentData, Segmenter, SegmenterConfig};
 use object_store::ObjectStore;
@@ -208,12 +208,7 @@ impl TimeShift {
                 return;
             }
         };
-        let sub = match self.inner.hub.subscribe(
-            &key,
-            Protocol::Hls,
-            None,
-            SubscriberOptions { gop_cache: Some(true), internal: true },
-        ) {
+        let sub = match self.inner.hub.subscribe_internal(&key) {
             Ok(s) => s,
             Err(e) => {
                 tracing::debug!(stream = %key, error = %e, "time shift: stream ended before recording started");
@@ -260,8 +255,7 @@ impl TimeShift {
         let config = SegmenterConfig { segment_target_ms: target, part_target_ms: target };
         let mut seg = Segmenter::new(config, u64::try_from(first_seq).unwrap_or(0));
         let start = sub.start_tracks().clone();
-        let (mut video, mut audio) = (start.video, start.audio);
-        let cuts = seg.set_tracks(video.clone(), audio.clone());
+        let cuts = seg.set_tracks(start.video.clone(), start.audio.clone());
         self.store_cuts(&mut rec, cuts).await;
         let mut batch = Vec::with_capacity(64);
         loop {
@@ -272,22 +266,12 @@ impl TimeShift {
             }
             let now = now_ms();
             for entry in &batch {
-                match &entry.kind {
-                    EntryKind::Frame(f) => {
-                        let offset = now - f.dts_ms();
-                        let cuts = seg.push(f.clone(), now);
-                        self.store_cuts(&mut rec, cuts).await;
-                        rec.open_offset = Some(rec.open_offset.map_or(offset, |o| o.min(offset)));
-                    }
-                    EntryKind::Track(t) => {
-                        match t.media {
-                            MediaType::Video => video = Some(t.clone()),
-                            MediaType::Audio => audio = Some(t.clone()),
-                        }
-                        let cuts = seg.set_tracks(video.clone(), audio.clone());
-                        self.store_cuts(&mut rec, cuts).await;
-                    }
-                    EntryKind::Metadata(_) => {}
+                let cuts = seg.push_entry(&entry.kind, now);
+                self.store_cuts(&mut rec, cuts).await;
+                // After the cuts: the frame belongs to the segment that is open now.
+                if let EntryKind::Frame(f) = &entry.kind {
+                    let offset = now - f.dts_ms();
+                    rec.open_offset = Some(rec.open_offset.map_or(offset, |o| o.min(offset)));
                 }
             }
         }

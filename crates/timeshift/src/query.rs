@@ -163,23 +163,7 @@ pub fn select_window(index: &[TimeShiftSegment], start_ms: i64, end_ms: i64) -> 
     index.iter().filter(|s| s.wall_ms < end_ms && s.end_ms() > start_ms).cloned().collect()
 }
 
-/// UNIX ms as ISO 8601 UTC with milliseconds (`EXT-X-PROGRAM-DATE-TIME`).
-pub fn iso_ms(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Civil date from days (inverse of days_from_civil).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z", rem / 3600, rem % 3600 / 60, rem % 60, ms.rem_euclid(1000))
-}
+pub use ferrocast_formats::time::iso8601_ms as iso_ms;
 
 /// Renders a playlist of `segments` (wall-clock order). `vod` adds `EXT-X-PLAYLIST-TYPE:VOD` and `EXT-X-ENDLIST`.
 /// URIs are `{base}{sid}/{seq}.ts` plus `?{query}` when not empty. A change of session, or a segment flagged as

@@ -160,33 +160,7 @@ pub fn legacy_signature(method: LegacyMethod, secret_key: &str, sign_string: &st
     base64::engine::general_purpose::STANDARD.encode(mac)
 }
 
-/// The UTC date (`YYYY-MM-DD`) of a UNIX time.
-pub fn utc_date(unix: i64) -> String {
-    let (y, m, d) = civil_from_days(unix.div_euclid(86_400));
-    format!("{y:04}-{m:02}-{d:02}")
-}
-
-/// `YYYY-MM-DD hh:mm:ss` of a UNIX time shifted by `offset` seconds (UTC+8: 28800).
-pub fn datetime(unix: i64, offset: i64) -> String {
-    let t = unix + offset;
-    let (y, m, d) = civil_from_days(t.div_euclid(86_400));
-    let s = t.rem_euclid(86_400);
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
-}
-
-/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar (H. Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
+pub use ferrocast_formats::time::{datetime, utc_date};
 
 #[cfg(test)]
 mod tests {
