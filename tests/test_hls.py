@@ -103,6 +103,8 @@ def test_audio_only_and_video_only_outputs(server, live, tmp_path):
         m = probe_packets(out)
         assert {s["codec_name"] for s in m.streams} == want, (query, m.summary())
     assert requests.get(server.http("/live/hls.m3u8?only=subtitles"), timeout=5).status_code == 400
+    mpd = requests.get(server.http("/live/hls.mpd?only=audio"), timeout=10).text
+    assert mpd.count("<AdaptationSet") == 1 and 'contentType="audio"' in mpd, mpd
     # HTTP-FLV: the FLV header announces only the kept track, and only its tags follow.
     with requests.get(server.flv("hls") + "?only=audio", stream=True, timeout=10) as r:
         assert r.status_code == 200
@@ -241,7 +243,7 @@ def test_hls_js_plays_ts_and_dash_js_plays_the_mpd(server, live):
 def test_aes128_hls_with_protected_keys(server_factory, tmp_path):
     server = server_factory({**ENV, "FERROCAST_API_SECRET_ID": SECRET_ID, "FERROCAST_API_SECRET_KEY": SECRET_KEY,
                              "FERROCAST_SERVER_DEFAULT_DOMAIN": PUSH, "FERROCAST_HLS_ENCRYPT_DOMAINS": f'["{PUSH}"]',
-                             "FERROCAST_HLS_KEY_ROTATION_SEGMENTS": "2"})
+                             "FERROCAST_HLS_KEY_ROTATION_SEGMENTS": "2", "FERROCAST_HLS_SEGMENT_NAME": "{stream}-{seq}"})
     c = client(server)
     call(c, "AddLiveDomain", {"DomainName": PUSH, "DomainType": 0})
     call(c, "AddLiveDomain", {"DomainName": PLAY, "DomainType": 1})
@@ -254,6 +256,7 @@ def test_aes128_hls_with_protected_keys(server_factory, tmp_path):
         url = server.http(f"/live/enc.m3u8?{signed}")
         wait_until(lambda: len(segments(requests.get(url, timeout=5).text)) >= 3, 25, what="encrypted segments")
         text = requests.get(url, timeout=5).text
+        assert all(re.search(r"/hls/av/enc-\d+\.ts\?", u) for _, u in segments(text)), "segment_name template"
         keys = tag_values(text, "#EXT-X-KEY")
         assert keys and all(attr(k, "METHOD") == "AES-128" for k in keys), text
         assert len({attr(k, "URI") for k in keys}) >= 2, f"keys rotate every 2 segments: {keys}"

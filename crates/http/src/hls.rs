@@ -22,7 +22,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use ferrocast_formats::hls::uri_component;
 use ferrocast_hub::{Protocol, StreamKey};
-use ferrocast_packager::{Container, Package, PackageError, Variant};
+use ferrocast_packager::{Container, Package, PackageError, Resource, Variant};
 
 use crate::HttpState;
 
@@ -244,37 +244,14 @@ pub(crate) async fn mpd(
     if t.package.encrypted() {
         return plain(StatusCode::BAD_REQUEST, "this stream is AES-128 encrypted and served as HLS (TS) only");
     }
+    let variant = match variant_of(&query) {
+        Ok(v) => v,
+        Err(why) => return plain(StatusCode::BAD_REQUEST, why),
+    };
     let q = passed_query(&query);
-    match wait_first(&t.package, || t.package.mpd(&q, now_ms())).await {
+    match wait_first(&t.package, || t.package.mpd(&q, now_ms(), variant)).await {
         Ok(text) => t.respond(&state, "application/dash+xml", "no-cache", vec![Bytes::from(text)]),
         Err(e) => error_response(&e),
-    }
-}
-
-/// What a resource name asks for.
-#[derive(Debug, PartialEq, Eq)]
-enum Resource {
-    Init(u32),
-    Ts(u64),
-    Segment(u64),
-    Part(u64, u32),
-    Key(u64),
-}
-
-fn parse_resource(name: &str) -> Option<Resource> {
-    if let Some(g) = name.strip_prefix("init-").and_then(|r| r.strip_suffix(".mp4")) {
-        return g.parse().ok().map(Resource::Init);
-    }
-    if let Some(k) = name.strip_prefix("key-").and_then(|r| r.strip_suffix(".key")) {
-        return k.parse().ok().map(Resource::Key);
-    }
-    if let Some(m) = name.strip_suffix(".ts") {
-        return m.parse().ok().map(Resource::Ts);
-    }
-    let stem = name.strip_suffix(".m4s")?;
-    match stem.split_once('.') {
-        Some((m, p)) => Some(Resource::Part(m.parse().ok()?, p.parse().ok()?)),
-        None => stem.parse().ok().map(Resource::Segment),
     }
 }
 
@@ -286,12 +263,15 @@ pub(crate) async fn resource(
     client: SocketAddr,
     headers: HeaderMap,
 ) -> Response {
-    let (Some(variant), Some(res)) = (Variant::from_path(&variant), parse_resource(&name)) else {
+    let Some(variant) = Variant::from_path(&variant) else {
         return plain(StatusCode::NOT_FOUND, "not found");
     };
     let t = match target(&state, &app, &stream, Protocol::Hls, &query, client, &headers) {
         Ok(t) => t,
         Err(r) => return r,
+    };
+    let Some(res) = t.package.resource(&name) else {
+        return plain(StatusCode::NOT_FOUND, "not found");
     };
     let p = &t.package;
     let wait = block_timeout(p);
@@ -330,18 +310,6 @@ pub(crate) async fn resource(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn resources_are_parsed() {
-        assert_eq!(parse_resource("init-3.mp4"), Some(Resource::Init(3)));
-        assert_eq!(parse_resource("12.ts"), Some(Resource::Ts(12)));
-        assert_eq!(parse_resource("12.m4s"), Some(Resource::Segment(12)));
-        assert_eq!(parse_resource("12.3.m4s"), Some(Resource::Part(12, 3)));
-        assert_eq!(parse_resource("key-4.key"), Some(Resource::Key(4)));
-        assert_eq!(parse_resource("x.ts"), None);
-        assert_eq!(parse_resource("12.x.m4s"), None);
-        assert_eq!(parse_resource("../etc/passwd"), None);
-    }
 
     #[test]
     fn own_parameters_are_not_passed_on() {

@@ -17,7 +17,7 @@ use ferrocast_hub::{Batch, Hub, HubEvent, StreamKey};
 use parking_lot::Mutex;
 use tokio::sync::broadcast;
 
-pub use package::{Container, Package, PackageError, Variant};
+pub use package::{Container, Package, PackageError, Resource, Variant};
 pub use segmenter::SegmenterConfig;
 
 /// Packaging settings (`[hls]` in the server config).
@@ -37,6 +37,55 @@ pub struct PackagerConfig {
     pub encrypt_domains: Vec<String>,
     /// A new key every this many segments.
     pub key_rotation_segments: u64,
+    /// How segment and part files are named.
+    pub naming: SegmentNaming,
+}
+
+/// The name of segment files: a template with `{seq}` (the media sequence number) and optionally `{app}` and
+/// `{stream}`; `.ts`/`.m4s` is appended, and `.{part}` before `.m4s` for LL-HLS parts. Default `{seq}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentNaming {
+    template: String,
+}
+
+impl Default for SegmentNaming {
+    fn default() -> Self {
+        SegmentNaming { template: "{seq}".to_string() }
+    }
+}
+
+impl SegmentNaming {
+    /// A naming from a template; it must hold `{seq}` exactly once and no `/ . ? # %` (they would make names
+    /// ambiguous or leave the resource path).
+    pub fn new(template: &str) -> Result<SegmentNaming, String> {
+        if template.matches("{seq}").count() != 1 {
+            return Err(format!("segment name {template:?} must contain {{seq}} exactly once"));
+        }
+        if template.contains(['/', '.', '?', '#', '%', '\\']) {
+            return Err(format!("segment name {template:?} must not contain / . ? # % or \\"));
+        }
+        Ok(SegmentNaming { template: template.to_string() })
+    }
+
+    fn expanded(&self, app: &str, stream: &str) -> String {
+        self.template.replace("{app}", app).replace("{stream}", stream)
+    }
+
+    /// The file stem of segment `seq` of a stream (`$Number$` for DASH templates).
+    pub fn stem(&self, app: &str, stream: &str, seq: &str) -> String {
+        self.expanded(app, stream).replace("{seq}", seq)
+    }
+
+    /// The sequence number named by a file stem, if it follows this naming.
+    pub fn parse(&self, app: &str, stream: &str, stem: &str) -> Option<u64> {
+        let expanded = self.expanded(app, stream);
+        let (prefix, suffix) = expanded.split_once("{seq}")?;
+        let digits = stem.strip_prefix(prefix)?.strip_suffix(suffix)?;
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        digits.parse().ok()
+    }
 }
 
 impl Default for PackagerConfig {
@@ -49,7 +98,45 @@ impl Default for PackagerConfig {
             linger: Duration::from_secs(30),
             encrypt_domains: Vec::new(),
             key_rotation_segments: 10,
+            naming: SegmentNaming::default(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segment_names_round_trip() {
+        let n = SegmentNaming::new("{stream}-{seq}-x").expect("valid");
+        assert_eq!(n.stem("live", "cam", "12"), "cam-12-x");
+        assert_eq!(n.parse("live", "cam", "cam-12-x"), Some(12));
+        assert_eq!(n.parse("live", "cam", "cam--x"), None);
+        assert_eq!(n.parse("live", "cam", "other-12-x"), None);
+        assert_eq!(SegmentNaming::default().parse("a", "s", "7"), Some(7));
+        assert!(SegmentNaming::new("seg").is_err());
+        assert!(SegmentNaming::new("{seq}.{seq}").is_err());
+        assert!(SegmentNaming::new("a/{seq}").is_err());
+    }
+
+    #[test]
+    fn resources_are_named_by_the_naming() {
+        let key = StreamKey::new("d.com", "live", "cam");
+        let default = Package::new(key.clone(), Arc::new(PackagerConfig::default()), false);
+        assert_eq!(default.resource("init-3.mp4"), Some(Resource::Init(3)));
+        assert_eq!(default.resource("12.ts"), Some(Resource::Ts(12)));
+        assert_eq!(default.resource("12.m4s"), Some(Resource::Segment(12)));
+        assert_eq!(default.resource("12.3.m4s"), Some(Resource::Part(12, 3)));
+        assert_eq!(default.resource("key-4.key"), Some(Resource::Key(4)));
+        for bad in ["x.ts", "12.x.m4s", "../etc/passwd", "12.ts.m4s", ".m4s", "12..m4s"] {
+            assert_eq!(default.resource(bad), None, "{bad}");
+        }
+        let naming = SegmentNaming::new("{stream}-{seq}").expect("valid");
+        let named = Package::new(key, Arc::new(PackagerConfig { naming, ..PackagerConfig::default() }), false);
+        assert_eq!(named.resource("cam-12.ts"), Some(Resource::Ts(12)));
+        assert_eq!(named.resource("cam-12.3.m4s"), Some(Resource::Part(12, 3)));
+        assert_eq!(named.resource("12.ts"), None);
     }
 }
 

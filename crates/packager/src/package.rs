@@ -61,6 +61,21 @@ impl Variant {
     }
 }
 
+/// What a resource URL of a package names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resource {
+    /// The fMP4 initialization segment of a generation.
+    Init(u32),
+    /// A segment as MPEG-TS.
+    Ts(u64),
+    /// A segment as fMP4.
+    Segment(u64),
+    /// A part (segment, index) as fMP4.
+    Part(u64, u32),
+    /// An AES-128 key.
+    Key(u64),
+}
+
 /// The segment container of an HLS playlist.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Container {
@@ -455,6 +470,51 @@ impl Package {
         }
     }
 
+    /// The file stem of segment `msn` (the configured segment naming, URI-encoded).
+    fn stem(&self, msn: u64) -> String {
+        self.template_stem(&msn.to_string())
+    }
+
+    fn template_stem(&self, seq: &str) -> String {
+        hls::uri_component(&self.config.naming.stem(&self.key.app, &self.key.stream, seq))
+            .replace("%24Number%24", "$Number$")
+    }
+
+    fn hls_parts(&self, base: &str, parts: &[Arc<Part>]) -> Vec<hls::Part> {
+        parts
+            .iter()
+            .map(|p| hls::Part {
+                duration: p.data.duration_ms as f64 / 1000.0,
+                uri: format!("{base}{}.{}.m4s", self.stem(p.data.msn), p.data.index),
+                independent: p.data.independent,
+            })
+            .collect()
+    }
+
+    /// What a resource file name asks for: `init-{gen}.mp4`, `key-{id}.key`, and segments and parts named by the
+    /// configured segment naming.
+    pub fn resource(&self, name: &str) -> Option<Resource> {
+        if let Some(g) = name.strip_prefix("init-").and_then(|r| r.strip_suffix(".mp4")) {
+            return g.parse().ok().map(Resource::Init);
+        }
+        if let Some(k) = name.strip_prefix("key-").and_then(|r| r.strip_suffix(".key")) {
+            return k.parse().ok().map(Resource::Key);
+        }
+        let seq = |stem: &str| self.config.naming.parse(&self.key.app, &self.key.stream, stem);
+        if let Some(stem) = name.strip_suffix(".ts") {
+            return seq(stem).map(Resource::Ts);
+        }
+        let stem = name.strip_suffix(".m4s")?;
+        if let Some(msn) = seq(stem) {
+            return Some(Resource::Segment(msn));
+        }
+        let (segment, part) = stem.rsplit_once('.')?;
+        if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        Some(Resource::Part(seq(segment)?, part.parse().ok()?))
+    }
+
     /// `EXT-X-TARGETDURATION`: the configured target or the longest segment so far, in whole seconds.
     pub fn target_duration_secs(&self) -> u32 {
         let st = self.state.read();
@@ -494,12 +554,13 @@ impl Package {
             .map(|(i, s)| {
                 let msn = s.data.msn;
                 let (uri, map_uri) = match container {
-                    Container::Ts => (format!("{base}{msn}.ts"), None),
-                    Container::Fmp4 => {
-                        (format!("{base}{msn}.m4s"), Some(format!("{base}init-{}.mp4", s.generation.generation.id)))
-                    }
+                    Container::Ts => (format!("{base}{}.ts", self.stem(msn)), None),
+                    Container::Fmp4 => (
+                        format!("{base}{}.m4s", self.stem(msn)),
+                        Some(format!("{base}init-{}.mp4", s.generation.generation.id)),
+                    ),
                 };
-                let parts = if ll && i >= parts_from { hls_parts(&base, &s.parts) } else { Vec::new() };
+                let parts = if ll && i >= parts_from { self.hls_parts(&base, &s.parts) } else { Vec::new() };
                 hls::Segment {
                     duration: s.data.duration_ms as f64 / 1000.0,
                     uri,
@@ -520,10 +581,10 @@ impl Package {
             let next_part = st.open_parts.iter().filter(|p| p.data.msn == next_msn).count();
             hls::LowLatency {
                 part_target: self.config.segmenter.part_target_ms as f64 / 1000.0,
-                open_parts: hls_parts(&base, &st.open_parts),
+                open_parts: self.hls_parts(&base, &st.open_parts),
                 open_map_uri: (!st.open_parts.is_empty()).then(|| format!("{base}init-{}.mp4", g.id)),
                 open_discontinuity: open_discontinuity && !st.open_parts.is_empty(),
-                preload_hint: st.live.then(|| format!("{base}{next_msn}.{next_part}.m4s")),
+                preload_hint: st.live.then(|| format!("{base}{}.{next_part}.m4s", self.stem(next_msn))),
             }
         });
         let playlist = hls::MediaPlaylist {
@@ -539,8 +600,8 @@ impl Package {
     }
 
     /// The dynamic DASH manifest: a video and an audio adaptation set over the fMP4 segments of the video-only
-    /// and audio-only variants, one period per generation.
-    pub fn mpd(&self, query: &str, now_ms: i64) -> Result<String, PackageError> {
+    /// and audio-only variants (only one of them for `wanted` = `Video`/`Audio`), one period per generation.
+    pub fn mpd(&self, query: &str, now_ms: i64, wanted: Variant) -> Result<String, PackageError> {
         let st = self.state.read();
         let listed: Vec<&Arc<Segment>> =
             st.segments.iter().skip(st.segments.len().saturating_sub(self.config.window_segments)).collect();
@@ -566,7 +627,7 @@ impl Package {
             for (variant, track) in
                 [(Variant::Video, g.generation.video.as_ref()), (Variant::Audio, g.generation.audio.as_ref())]
             {
-                let Some(track) = track else { continue };
+                let Some(track) = track.filter(|_| wanted == Variant::Both || wanted == variant) else { continue };
                 let Some(codecs) = fmp4::codec_string(track) else { continue };
                 let timescale = fmp4::timescale(track);
                 let to_ts = |ms: i64| rescale(ms, 1000, timescale).max(0) as u64;
@@ -600,7 +661,7 @@ impl Package {
                     timescale,
                     bandwidth: bytes * 8 * 1000 / secs,
                     initialization: format!("{base}/hls/{}/init-{}.mp4", variant.path(), g.generation.id),
-                    media_template: format!("{base}/hls/{}/$Number$.m4s", variant.path()),
+                    media_template: format!("{base}/hls/{}/{}.m4s", variant.path(), self.template_stem("$Number$")),
                     start_number: run[0].data.msn,
                     timeline,
                     presentation_time_offset: to_ts(dts),
@@ -632,17 +693,6 @@ impl Package {
 fn target_secs(config: &PackagerConfig, st: &State) -> u32 {
     let ms = st.max_segment_ms.max(config.segmenter.segment_target_ms).max(1);
     ((ms + 999) / 1000) as u32
-}
-
-fn hls_parts(base: &str, parts: &[Arc<Part>]) -> Vec<hls::Part> {
-    parts
-        .iter()
-        .map(|p| hls::Part {
-            duration: p.data.duration_ms as f64 / 1000.0,
-            uri: format!("{base}{}.{}.m4s", p.data.msn, p.data.index),
-            independent: p.data.independent,
-        })
-        .collect()
 }
 
 fn mux_ts(seg: &Segment, variant: Variant, counters: Option<[u8; 4]>) -> Result<TsSegment, PackageError> {

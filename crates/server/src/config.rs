@@ -355,6 +355,8 @@ pub struct HlsSection {
     pub encrypt_domains: Vec<String>,
     /// A new AES key every this many segments.
     pub key_rotation_segments: u64,
+    /// Segment file name template: `{seq}` plus optional `{app}`, `{stream}` (extension added).
+    pub segment_name: String,
 }
 
 impl Default for HlsSection {
@@ -370,6 +372,7 @@ impl Default for HlsSection {
             linger_ms: 30_000,
             encrypt_domains: Vec::new(),
             key_rotation_segments: 10,
+            segment_name: "{seq}".to_string(),
         }
     }
 }
@@ -389,6 +392,9 @@ impl HlsSection {
         }
         if !matches!(self.default_format.as_str(), "ts" | "fmp4") {
             return bad(format!("default_format = {:?}: expected \"ts\" or \"fmp4\"", self.default_format));
+        }
+        if let Err(e) = ferrocast_packager::SegmentNaming::new(&self.segment_name) {
+            return bad(format!("segment_name: {e}"));
         }
         if self.key_rotation_segments == 0 {
             return bad("key_rotation_segments = 0: expected at least 1".to_string());

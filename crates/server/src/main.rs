@@ -232,6 +232,7 @@ async fn run(config: Config) -> Result<(), RunError> {
                 linger: Duration::from_millis(config.hls.linger_ms),
                 encrypt_domains: config.hls.encrypt_domains.clone(),
                 key_rotation_segments: config.hls.key_rotation_segments,
+                naming: ferrocast_packager::SegmentNaming::new(&config.hls.segment_name).unwrap_or_default(),
             },
         )
     });
