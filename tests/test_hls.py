@@ -276,3 +276,14 @@ def test_aes128_hls_with_protected_keys(server_factory, tmp_path):
         check_media(out, min_seconds=2.0, fps=25)
     finally:
         pub.kill()
+
+
+def test_hls_and_dash_players_are_counted_as_viewers(server, live):
+    for ua in ("player-one", "player-two"):
+        assert requests.get(server.http("/live/hls.m3u8"), headers={"User-Agent": ua}, timeout=10).status_code == 200
+    assert requests.get(server.http("/live/hls.mpd"), headers={"User-Agent": "dash"}, timeout=10).status_code == 200
+
+    def counted() -> bool:
+        m = server.metrics()
+        return m.get("ferrocast_viewers", protocol="hls") >= 2 and m.get("ferrocast_viewers", protocol="dash") >= 1
+    wait_until(counted, 5, what="HLS and DASH players in the viewers gauge")

@@ -75,6 +75,13 @@ pub(crate) fn target(
 }
 
 impl Target {
+    /// Counts the requester as a player of the stream (playlist and manifest requests: every player refreshes
+    /// them, and segment requests could not tell HLS from DASH players).
+    fn count_player(&self, state: &HttpState, headers: &HeaderMap) {
+        let ua = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("");
+        state.sessions.touch(&self.key, self.protocol, self.client.ip(), ua);
+    }
+
     fn respond(
         &self,
         state: &HttpState,
@@ -218,6 +225,7 @@ pub(crate) async fn playlist(
             return error_response(&e);
         }
     }
+    t.count_player(&state, &headers);
     let q = passed_query(&query);
     match wait_first(&t.package, || t.package.playlist(variant, container, &q)).await {
         Ok(text) => t.respond(&state, "application/vnd.apple.mpegurl", "no-cache", vec![Bytes::from(text)]),
@@ -248,6 +256,7 @@ pub(crate) async fn mpd(
         Ok(v) => v,
         Err(why) => return plain(StatusCode::BAD_REQUEST, why),
     };
+    t.count_player(&state, &headers);
     let q = passed_query(&query);
     match wait_first(&t.package, || t.package.mpd(&q, now_ms(), variant)).await {
         Ok(text) => t.respond(&state, "application/dash+xml", "no-cache", vec![Bytes::from(text)]),

@@ -4,9 +4,11 @@
 mod flv;
 mod hls;
 mod listener;
+mod sessions;
 mod timeshift;
 
 pub use listener::{ClientAddr, StallTimeoutListener};
+pub use sessions::{DEFAULT_IDLE as SESSION_IDLE, SessionTracker};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -48,6 +50,8 @@ pub struct HttpState {
     pub ready: Arc<AtomicBool>,
     /// The HLS/DASH packages; `None` when HLS is turned off.
     pub packager: Option<ferrocast_packager::Packager>,
+    /// HLS/DASH players seen recently (the viewer figures of sessionless protocols).
+    pub sessions: SessionTracker,
     /// Time-shift recording and playback; `None` when time shifting is turned off.
     pub timeshift: Option<ferrocast_timeshift::TimeShift>,
 }

@@ -95,7 +95,7 @@ fn summarize(s: &Stream) -> StreamSummary {
         params: st.params.clone(),
         publishing: matches!(st.phase, Phase::Live { .. }),
         tracks: st.tracks.clone(),
-        viewers: s.stats.viewers.load(Ordering::Relaxed),
+        viewers: s.stats.viewers.load(Ordering::Relaxed) + s.stats.sessionless_viewers.load(Ordering::Relaxed),
         bytes_in: s.stats.bytes_in.load(Ordering::Relaxed),
         video_frames: s.stats.video_frames.load(Ordering::Relaxed),
         audio_frames: s.stats.audio_frames.load(Ordering::Relaxed),
@@ -390,6 +390,13 @@ impl Hub {
     pub fn count_bytes_out(&self, key: &StreamKey, n: u64) {
         if let Some(stream) = self.shared.streams.lock().get(key) {
             stream.stats.bytes_out.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    /// Sets the number of sessionless (HLS, DASH) viewers of `key`, as estimated by the HTTP side.
+    pub fn set_sessionless_viewers(&self, key: &StreamKey, n: usize) {
+        if let Some(stream) = self.shared.streams.lock().get(key) {
+            stream.stats.sessionless_viewers.store(n, Ordering::Relaxed);
         }
     }
 

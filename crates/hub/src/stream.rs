@@ -155,6 +155,8 @@ pub struct StreamStats {
     pub audio_bytes: AtomicU64,
     /// Viewers now.
     pub viewers: AtomicUsize,
+    /// Viewers of sessionless protocols (HLS, DASH) now, as estimated from their recent requests.
+    pub sessionless_viewers: AtomicUsize,
     /// Bytes written to viewers (all egress protocols), as counted by the doors.
     pub bytes_out: AtomicU64,
 }

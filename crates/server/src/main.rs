@@ -258,6 +258,7 @@ async fn run(config: Config) -> Result<(), RunError> {
     let state = HttpState {
         hub: hub.clone(),
         packager,
+        sessions: ferrocast_http::SessionTracker::start(hub.clone(), ferrocast_http::SESSION_IDLE),
         timeshift,
         options: Arc::new(HttpOptions {
             default_domain: config.server.default_domain.clone(),
