@@ -16,11 +16,13 @@ use parking_lot::Mutex;
 pub const DEFAULT_IDLE: Duration = Duration::from_secs(15);
 
 type Player = (IpAddr, u64);
+/// Players by (stream, protocol), with when each was last seen.
+type Players = HashMap<(StreamKey, Protocol), HashMap<Player, Instant>>;
 
 /// The players of sessionless protocols, by stream and protocol.
 #[derive(Clone, Default)]
 pub struct SessionTracker {
-    inner: Arc<Mutex<HashMap<(StreamKey, Protocol), HashMap<Player, Instant>>>>,
+    inner: Arc<Mutex<Players>>,
 }
 
 impl std::fmt::Debug for SessionTracker {
