@@ -91,32 +91,32 @@ pub struct TrackRun<'a> {
 
 /// A byte buffer with big-endian writers and size-patched boxes.
 #[derive(Default)]
-struct W {
-    buf: Vec<u8>,
+pub(crate) struct W {
+    pub(crate) buf: Vec<u8>,
 }
 
 impl W {
-    fn u8(&mut self, v: u8) {
+    pub(crate) fn u8(&mut self, v: u8) {
         self.buf.push(v);
     }
-    fn u16(&mut self, v: u16) {
+    pub(crate) fn u16(&mut self, v: u16) {
         self.buf.extend_from_slice(&v.to_be_bytes());
     }
-    fn u32(&mut self, v: u32) {
+    pub(crate) fn u32(&mut self, v: u32) {
         self.buf.extend_from_slice(&v.to_be_bytes());
     }
-    fn u64(&mut self, v: u64) {
+    pub(crate) fn u64(&mut self, v: u64) {
         self.buf.extend_from_slice(&v.to_be_bytes());
     }
-    fn bytes(&mut self, v: &[u8]) {
+    pub(crate) fn bytes(&mut self, v: &[u8]) {
         self.buf.extend_from_slice(v);
     }
-    fn zeros(&mut self, n: usize) {
+    pub(crate) fn zeros(&mut self, n: usize) {
         self.buf.resize(self.buf.len() + n, 0);
     }
 
     /// Opens a box; returns its start for [`W::end`].
-    fn start(&mut self, typ: &[u8; 4]) -> usize {
+    pub(crate) fn start(&mut self, typ: &[u8; 4]) -> usize {
         let pos = self.buf.len();
         self.u32(0);
         self.bytes(typ);
@@ -124,35 +124,35 @@ impl W {
     }
 
     /// Opens a full box (version and flags).
-    fn start_full(&mut self, typ: &[u8; 4], version: u8, flags: u32) -> usize {
+    pub(crate) fn start_full(&mut self, typ: &[u8; 4], version: u8, flags: u32) -> usize {
         let pos = self.start(typ);
         self.u32(u32::from(version) << 24 | (flags & 0x00ff_ffff));
         pos
     }
 
     /// Closes the box opened at `pos` by writing its size.
-    fn end(&mut self, pos: usize) -> Result<(), Fmp4Error> {
+    pub(crate) fn end(&mut self, pos: usize) -> Result<(), Fmp4Error> {
         let size = u32::try_from(self.buf.len() - pos).map_err(|_| Fmp4Error::TooLarge)?;
         self.buf[pos..pos + 4].copy_from_slice(&size.to_be_bytes());
         Ok(())
     }
 
     /// A box whose body is `body`.
-    fn leaf(&mut self, typ: &[u8; 4], body: &[u8]) -> Result<(), Fmp4Error> {
+    pub(crate) fn leaf(&mut self, typ: &[u8; 4], body: &[u8]) -> Result<(), Fmp4Error> {
         let pos = self.start(typ);
         self.bytes(body);
         self.end(pos)
     }
 
     /// The unity transformation matrix of `mvhd` and `tkhd`.
-    fn matrix(&mut self) {
+    pub(crate) fn matrix(&mut self) {
         for v in [0x0001_0000u32, 0, 0, 0, 0x0001_0000, 0, 0, 0, 0x4000_0000] {
             self.u32(v);
         }
     }
 
     /// An MPEG-4 descriptor header with the 4-byte length form.
-    fn descriptor(&mut self, tag: u8, len: usize) -> Result<(), Fmp4Error> {
+    pub(crate) fn descriptor(&mut self, tag: u8, len: usize) -> Result<(), Fmp4Error> {
         if len >= 1 << 28 {
             return Err(Fmp4Error::TooLarge);
         }
@@ -1323,6 +1323,52 @@ mod tests {
         assert_eq!(codec_string(d.video.as_ref().unwrap()).as_deref(), Some("avc1.64000d"));
         std::fs::write(dir.join("out.mp4"), mux_by_gop(&d)).unwrap();
         check_decodes(&dir, "out.mp4", "h264", "aac", 50, 2.0);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn fragmented_recordings_become_seekable_progressive_mp4s() {
+        if !have_ffmpeg() {
+            return;
+        }
+        let dir = temp_dir("progressive");
+        let args = "-f lavfi -i testsrc2=size=320x240:rate=25 -f lavfi -i sine -t 2 -c:v libx264 -g 12 -bf 2 \
+                    -c:a aac -f flv in.flv";
+        assert!(ffmpeg(&dir, &args.split_whitespace().collect::<Vec<_>>()));
+        let d = read_flv(&std::fs::read(dir.join("in.flv")).unwrap());
+        let fragmented = mux_by_gop(&d);
+        let progressive = crate::mp4file::defragment(&fragmented).unwrap();
+        assert_eq!(&progressive[4..8], b"ftyp");
+        let moov_at = u32::from_be_bytes(progressive[0..4].try_into().unwrap()) as usize;
+        assert_eq!(&progressive[moov_at + 4..moov_at + 8], b"moov", "moov first: seekable without reading the end");
+        assert!(!progressive.windows(4).any(|w| w == b"moof"), "no fragments left");
+        std::fs::write(dir.join("out.mp4"), &progressive).unwrap();
+        check_decodes(&dir, "out.mp4", "h264", "aac", 50, 2.0);
+        // Seeking lands on the frame asked for.
+        let seek = Command::new("/usr/bin/ffprobe")
+            .current_dir(&dir)
+            .args(["-v", "error", "-read_intervals", "1.2%+#1", "-select_streams", "v", "-show_entries"])
+            .args(["frame=pts_time", "-of", "csv=p=0", "out.mp4"])
+            .output()
+            .unwrap();
+        let t: f64 = String::from_utf8_lossy(&seek.stdout).lines().next().unwrap_or("x").trim().parse().unwrap();
+        assert!((0.5..=1.25).contains(&t), "seek to 1.2 s landed at {t}");
+
+        // A recording cut off mid-fragment (kill -9): the complete fragments are kept and still decode.
+        let cut = &fragmented[..fragmented.len() - 3000];
+        let mut src = cut;
+        let scan = crate::mp4file::scan(&mut src, cut.len() as u64).unwrap();
+        assert!(scan.complete_len < cut.len() as u64);
+        let video_samples: usize = scan.tracks[0].runs.iter().map(Vec::len).sum();
+        assert!((36..50).contains(&video_samples), "{video_samples} video samples recovered");
+        std::fs::write(dir.join("cut.mp4"), crate::mp4file::defragment(cut).unwrap()).unwrap();
+        let probe = Command::new("/usr/bin/ffmpeg")
+            .current_dir(&dir)
+            .args(["-v", "error", "-i", "cut.mp4", "-f", "null", "-"])
+            .output()
+            .unwrap();
+        assert!(probe.status.success() && probe.stderr.is_empty(), "{}", String::from_utf8_lossy(&probe.stderr));
+        assert!(crate::mp4file::defragment(&fragmented[..200]).is_err(), "no fragment: nothing to recover");
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -6,5 +6,6 @@ pub mod dash;
 pub mod flv;
 pub mod fmp4;
 pub mod hls;
+pub mod mp4file;
 pub mod time;
 pub mod ts;
