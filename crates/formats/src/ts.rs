@@ -324,17 +324,8 @@ fn audio_stream(track: &TrackInfo) -> Result<Stream, TsError> {
     };
     match codec {
         Codec::Aac => {
-            let bad = |reason| TsError::BadConfig { codec, reason };
-            let asc = parse_aac_config(&track.config).map_err(|_| bad("unreadable AudioSpecificConfig"))?;
-            if !(1..=4).contains(&asc.object_type) {
-                return Err(bad("audio object type cannot be signalled in ADTS"));
-            }
-            let sfi = asc.sampling_index.ok_or(bad("sampling rate has no ADTS index"))?;
-            if asc.channel_config == 0 || asc.channel_config > 7 {
-                return Err(bad("channel configuration cannot be signalled in ADTS"));
-            }
             stream.stream_type = 0x0f;
-            stream.adts = Some((asc.object_type - 1, sfi, asc.channel_config));
+            stream.adts = Some(adts_fields(track)?);
         }
         Codec::Mp3 => stream.stream_type = 0x03,
         Codec::Opus => {
@@ -527,8 +518,27 @@ fn encode_pcr(pcr: i64) -> [u8; 6] {
     [(base >> 25) as u8, (base >> 17) as u8, (base >> 9) as u8, (base >> 1) as u8, ((base as u8 & 1) << 7) | 0x7e, 0]
 }
 
+/// The fixed ADTS header fields of an AAC track: (profile = object type − 1, sampling frequency index, channel
+/// configuration). Configurations ADTS cannot express are [`TsError::BadConfig`].
+pub fn adts_fields(track: &TrackInfo) -> Result<(u8, u8, u8), TsError> {
+    let codec = track.codec;
+    let bad = |reason| TsError::BadConfig { codec, reason };
+    if codec != Codec::Aac {
+        return Err(TsError::UnsupportedCodec(codec));
+    }
+    let asc = parse_aac_config(&track.config).map_err(|_| bad("unreadable AudioSpecificConfig"))?;
+    if !(1..=4).contains(&asc.object_type) {
+        return Err(bad("audio object type cannot be signalled in ADTS"));
+    }
+    let sfi = asc.sampling_index.ok_or(bad("sampling rate has no ADTS index"))?;
+    if asc.channel_config == 0 || asc.channel_config > 7 {
+        return Err(bad("channel configuration cannot be signalled in ADTS"));
+    }
+    Ok((asc.object_type - 1, sfi, asc.channel_config))
+}
+
 /// A 7-byte ADTS header (MPEG-4, no CRC) for a frame of `len` bytes including the header.
-fn adts_header(profile: u8, sfi: u8, chan: u8, len: usize) -> [u8; 7] {
+pub fn adts_header(profile: u8, sfi: u8, chan: u8, len: usize) -> [u8; 7] {
     let len = len as u32 & 0x1fff;
     [
         0xff,
