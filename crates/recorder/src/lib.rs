@@ -55,12 +55,10 @@ impl Recording {
                 frame.media == MediaType::Video && frame.keyframe
             };
             let split = current.as_ref().is_some_and(|w| start_point && time - w.start_ms() >= spec.interval_ms);
-            if split {
-                if let Some(w) = current.take() {
-                    match w.finish() {
-                        Ok(info) => self.finished.push(info),
-                        Err(e) => errors.push(e),
-                    }
+            if split && let Some(w) = current.take() {
+                match w.finish() {
+                    Ok(info) => self.finished.push(info),
+                    Err(e) => errors.push(e),
                 }
             }
             if current.is_none() && start_point && *count != u32::MAX {

@@ -83,7 +83,7 @@ pub struct FileWriter {
 enum Inner {
     Flv(BufWriter<File>),
     Aac { out: BufWriter<File>, adts: (u8, u8, u8) },
-    Mp4(Mp4State),
+    Mp4(Box<Mp4State>),
 }
 
 struct Mp4State {
@@ -132,14 +132,14 @@ impl FileWriter {
                 let init = fmp4::init_segment(tracks.video.as_ref(), tracks.audio.as_ref())
                     .map_err(|e| WriteError::Unsupported(format!("MP4: {e}")))?;
                 out.write_all(&init)?;
-                Inner::Mp4(Mp4State {
+                Inner::Mp4(Box::new(Mp4State {
                     part_path,
                     out,
                     tracks: tracks.clone(),
                     video: Vec::new(),
                     audio: Vec::new(),
                     sequence: 0,
-                })
+                }))
             }
         };
         Ok(FileWriter { format, path: path.to_path_buf(), origin_ms, last_ms: origin_ms, inner })
