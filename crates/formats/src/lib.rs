@@ -7,3 +7,4 @@ pub mod flv;
 pub mod fmp4;
 pub mod hls;
 pub mod ts;
+pub mod ts_demux;
