@@ -26,7 +26,7 @@ use ferrocast_media::MediaType;
 use futures::{SinkExt, StreamExt};
 use srt_protocol::packet::{CoreRejectReason, RejectReason, ServerRejectReason};
 use srt_protocol::settings::{KeySettings, Passphrase};
-use srt_tokio::options::KeySize;
+use srt_tokio::options::{ByteCount, KeySize};
 use srt_tokio::{ConnectionRequest, SrtIncoming, SrtListener, SrtSocket};
 use tokio::sync::watch;
 use tracing::{Instrument, debug, info, info_span, warn};
@@ -80,6 +80,9 @@ pub struct SrtServer {
     options: Arc<SrtServeOptions>,
 }
 
+/// Requested UDP socket buffer sizes of the listener.
+const UDP_BUFFER: u64 = 4 * 1024 * 1024;
+
 /// MPEG-TS bytes per SRT message: 7 TS packets, the SRT live-mode payload size.
 const TS_PER_MESSAGE: usize = 7 * 188;
 
@@ -97,8 +100,17 @@ impl SrtServer {
         let local: SocketAddr = addr.parse().map_err(|_| {
             bind_err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "not an ip:port address"))
         })?;
-        let (listener, incoming) =
-            SrtListener::builder().latency(options.latency).bind(local).await.map_err(bind_err)?;
+        // One UDP socket carries every caller: srt-tokio's 64 KiB socket buffers overflow with a few streams (and
+        // with the GOP-cache burst a new viewer gets), so ask for 4 MiB (the kernel caps it at rmem/wmem_max).
+        let (listener, incoming) = SrtListener::builder()
+            .latency(options.latency)
+            .set(|o| {
+                o.connect.udp_recv_buffer_size = ByteCount(UDP_BUFFER);
+                o.connect.udp_send_buffer_size = ByteCount(UDP_BUFFER);
+            })
+            .bind(local)
+            .await
+            .map_err(bind_err)?;
         Ok(SrtServer { listener, incoming, local: Some(local), passphrase, options: Arc::new(options) })
     }
 
@@ -223,7 +235,11 @@ async fn handle_request(
         }
         Mode::Request => {
             let key = hub.playback_key(&parsed.key);
-            match hub.subscribe(&key, Protocol::Srt, Some(client), SubscriberOptions::default()) {
+            // No GOP-cache start: srt-tokio 0.4 sends about one packet per timer tick (~1000 packets/s) and drops
+            // what is older than the latency, so a burst of a cached GOP would arrive as a hole. The viewer starts
+            // at the next keyframe instead.
+            let start = SubscriberOptions { gop_cache: Some(false), ..SubscriberOptions::default() };
+            match hub.subscribe(&key, Protocol::Srt, Some(client), start) {
                 Ok(s) => Role::Play(Box::new(s)),
                 Err(e) => {
                     let code = refuse(&stream, &format!("play refused: {e}"), ServerRejectReason::Notfound.into());

@@ -49,7 +49,14 @@ pub enum StreamIdError {
 
 /// Parses a streamid; `default_domain` is used when it names no domain (or an IP address).
 pub fn parse_stream_id(raw: &str, default_domain: &str) -> Result<StreamRequest, StreamIdError> {
-    let raw = raw.trim();
+    // Some callers (ffmpeg before 6, URLs pasted percent-encoded) send the streamid still URL-encoded.
+    let decoded;
+    let raw = if raw.starts_with("%23") || raw.contains("%2F") || raw.contains("%2f") {
+        decoded = percent_decode(raw);
+        decoded.trim()
+    } else {
+        raw.trim()
+    };
     let mut host: Option<String> = None;
     let mut resource: Option<String> = None;
     let mut mode = Mode::Publish;
@@ -105,6 +112,28 @@ pub fn parse_stream_id(raw: &str, default_domain: &str) -> Result<StreamRequest,
     }
     let domain = resolve_domain(host.as_deref().filter(|h| !h.is_empty()), default_domain);
     Ok(StreamRequest { key: StreamKey::new(&domain, app, stream), mode, params })
+}
+
+/// Decodes `%XX` escapes; malformed escapes stay as they are.
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && let (Some(h), Some(l)) = (
+                b.get(i + 1).and_then(|c| (*c as char).to_digit(16)),
+                b.get(i + 2).and_then(|c| (*c as char).to_digit(16)),
+            )
+        {
+            out.push((h * 16 + l) as u8);
+            i += 3;
+            continue;
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
@@ -170,6 +199,14 @@ mod tests {
         let r = p("#!::r=live/s1?txSecret=abc&txTime=5F,m=request");
         assert_eq!((r.mode, param(&r, "txTime")), (Mode::Request, Some("5F")));
         assert_eq!(p("/live/a/b/").key.stream, "a/b");
+    }
+
+    #[test]
+    fn percent_encoded_streamids() {
+        let r = p("%23%21%3A%3Ah%3Dpush.example.com%2Cr%3Dlive%2Fs1%2Cm%3Drequest");
+        assert_eq!((r.key, r.mode), (StreamKey::new("push.example.com", "live", "s1"), Mode::Request));
+        assert_eq!(p("live%2Fs1").key.stream, "s1");
+        assert_eq!(percent_decode("%zz%4"), "%zz%4");
     }
 
     #[test]
