@@ -19,7 +19,7 @@ use bytes::{Bytes, BytesMut};
 use ferrocast_formats::ts::TsMuxer;
 use ferrocast_formats::ts_demux::{DemuxEvent, TsDemuxError, TsDemuxer};
 use ferrocast_hub::{
-    AccessRequest, Batch, DenyKind, Direction, EndReason, Entry, EntryKind, Hub, Protocol, PublishError,
+    AccessRequest, Batch, DenyKind, Direction, EndReason, Entry, EntryKind, Hub, Protocol,
     PublishRequest, Publisher, PushError, Subscriber, SubscriberOptions, Tracks,
 };
 use ferrocast_media::MediaType;
@@ -140,12 +140,6 @@ impl SrtServer {
     }
 }
 
-/// What an accepted caller does.
-enum Role {
-    Publish(Publisher),
-    Play(Box<Subscriber>),
-}
-
 async fn handle_request(
     request: ConnectionRequest,
     hub: Hub,
@@ -161,21 +155,26 @@ async fn handle_request(
         warn!(stream = %stream, client = %client, protocol = "srt", "srt caller refused: {reason}");
         code
     };
-    // Encryption first: a caller that does not encrypt cannot be let in when a passphrase is set.
+    // Encryption: with a passphrase, the caller's key material must unwrap with it (else the handshake is
+    // rejected with 1010 "bad secret"); a caller without key material is rejected with 1011 "unsecure". The key
+    // size must be the one the caller announces (libsrt announces none when its pbkeylen is left at default).
     let key_settings = match &passphrase {
         Some(p) => {
-            let key_size = match (request.key_size(), options.pbkeylen) {
-                (KeySize::Unspecified, 0 | 16) => KeySize::AES128,
-                (KeySize::Unspecified, 24) => KeySize::AES192,
-                (KeySize::Unspecified, _) => KeySize::AES256,
-                (k, _) => k,
+            let wanted = match options.pbkeylen {
+                16 => KeySize::AES128,
+                24 => KeySize::AES192,
+                32 => KeySize::AES256,
+                _ => KeySize::Unspecified,
             };
-            if request.key_size() == KeySize::Unspecified {
-                let code = refuse(&raw, "no encryption but a passphrase is required", CoreRejectReason::Unsecure.into());
+            if wanted != KeySize::Unspecified
+                && request.key_size() != KeySize::Unspecified
+                && request.key_size() != wanted
+            {
+                let code = refuse(&raw, "wrong key length", CoreRejectReason::BadSecret.into());
                 let _ = request.reject(code).await;
                 return;
             }
-            Some(KeySettings { key_size, passphrase: p.clone() })
+            Some(KeySettings { key_size: request.key_size(), passphrase: p.clone() })
         }
         None => None,
     };
@@ -210,28 +209,17 @@ async fn handle_request(
         let _ = request.reject(code).await;
         return;
     }
+    // A publish claims the stream only once the handshake completed (a failed key exchange must not leave a
+    // stream in its grace period); a live publisher is refused here, in the handshake.
     let role = match parsed.mode {
         Mode::Publish => {
-            let req = PublishRequest {
-                key: parsed.key.clone(),
-                protocol: Protocol::Srt,
-                client: Some(client),
-                server: local,
-                params: parsed.params.clone(),
-            };
-            match hub.publish(req) {
-                Ok(p) => Role::Publish(p),
-                Err(e) => {
-                    let code = match e {
-                        PublishError::AlreadyPublishing(_) => ServerRejectReason::Conflict,
-                        PublishError::ShuttingDown => ServerRejectReason::Down,
-                        PublishError::BadParameter(_) => ServerRejectReason::BadRequest,
-                    };
-                    let code = refuse(&stream, &format!("publish refused: {e}"), code.into());
-                    let _ = request.reject(code).await;
-                    return;
-                }
+            if hub.stream(&parsed.key).is_some_and(|s| s.publishing) {
+                let why = format!("publish refused: stream {} is already being published", parsed.key);
+                let code = refuse(&stream, &why, ServerRejectReason::Conflict.into());
+                let _ = request.reject(code).await;
+                return;
             }
+            None
         }
         Mode::Request => {
             let key = hub.playback_key(&parsed.key);
@@ -240,7 +228,7 @@ async fn handle_request(
             // at the next keyframe instead.
             let start = SubscriberOptions { gop_cache: Some(false), ..SubscriberOptions::default() };
             match hub.subscribe(&key, Protocol::Srt, Some(client), start) {
-                Ok(s) => Role::Play(Box::new(s)),
+                Ok(s) => Some(s),
                 Err(e) => {
                     let code = refuse(&stream, &format!("play refused: {e}"), ServerRejectReason::Notfound.into());
                     let _ = request.reject(code).await;
@@ -249,20 +237,36 @@ async fn handle_request(
             }
         }
     };
-    let socket = match request.accept(key_settings).await {
+    let accepted = tokio::time::timeout(Duration::from_secs(10), request.accept(key_settings)).await;
+    let socket = match accepted.unwrap_or_else(|_| Err(std::io::Error::other("handshake timed out"))) {
         Ok(s) => s,
         Err(e) => {
             // The key exchange failed (wrong passphrase) or the caller went away during the handshake.
             counters.rejected.fetch_add(1, Ordering::Relaxed);
-            warn!(stream = %stream, client = %client, protocol = "srt", "srt handshake failed (wrong passphrase?): {e}");
-            if let Role::Publish(p) = role {
-                p.close(EndReason::PublisherLost("srt handshake failed".into()));
-            }
+            warn!(stream = %stream, client = %client, protocol = "srt", "srt caller refused: handshake failed (wrong passphrase or no encryption): {e}");
             return;
         }
     };
     match role {
-        Role::Publish(publisher) => {
+        None => {
+            let req = PublishRequest {
+                key: parsed.key.clone(),
+                protocol: Protocol::Srt,
+                client: Some(client),
+                server: local,
+                params: parsed.params.clone(),
+            };
+            let publisher = match hub.publish(req) {
+                Ok(p) => p,
+                Err(e) => {
+                    // Lost a race with another publisher, or shutting down: close right after the handshake.
+                    counters.rejected.fetch_add(1, Ordering::Relaxed);
+                    warn!(stream = %stream, client = %client, protocol = "srt", "srt caller refused: publish refused: {e}");
+                    let mut socket = socket;
+                    let _ = socket.close().await;
+                    return;
+                }
+            };
             info!(stream = %stream, client = %client, "srt publish started");
             counters.publishers.fetch_add(1, Ordering::Relaxed);
             let mut publisher = publisher;
@@ -271,9 +275,9 @@ async fn handle_request(
             info!(stream = %stream, ?reason, "srt publish ended");
             publisher.close(reason);
         }
-        Role::Play(subscriber) => {
+        Some(subscriber) => {
             info!(stream = %subscriber.key(), client = %client, viewer = subscriber.id(), "srt play started");
-            let why = run_viewer(socket, *subscriber, &hub, &options).await;
+            let why = run_viewer(socket, subscriber, &hub, &options).await;
             info!(stream = %stream, client = %client, "srt play ended: {why}");
         }
     }
@@ -407,12 +411,18 @@ impl TsOut {
 async fn run_viewer(socket: SrtSocket, mut subscriber: Subscriber, hub: &Hub, options: &SrtServeOptions) -> String {
     let counters = hub.metrics().protocol(Protocol::Srt);
     counters.viewers.fetch_add(1, Ordering::Relaxed);
-    let why = viewer_loop(socket, &mut subscriber, options).await;
+    let why = viewer_loop(socket, &mut subscriber, hub, options).await;
     counters.viewers.fetch_sub(1, Ordering::Relaxed);
     why
 }
 
-async fn viewer_loop(socket: SrtSocket, subscriber: &mut Subscriber, options: &SrtServeOptions) -> String {
+async fn viewer_loop(
+    socket: SrtSocket,
+    subscriber: &mut Subscriber,
+    hub: &Hub,
+    options: &SrtServeOptions,
+) -> String {
+    let counters = hub.metrics().protocol(Protocol::Srt);
     let (mut sink, mut stream) = socket.split();
     let mut ts = TsOut::new(subscriber.start_tracks());
     let mut out = BytesMut::with_capacity(64 * 1024);
@@ -427,6 +437,7 @@ async fn viewer_loop(socket: SrtSocket, subscriber: &mut Subscriber, options: &S
             match sent {
                 Ok(Ok(n)) => {
                     subscriber.count_out(n);
+                    counters.bytes_out.fetch_add(n, Ordering::Relaxed);
                 }
                 Ok(Err(e)) => return format!("send failed: {e}"),
                 Err(_) => return format!("viewer stalled for {:?}", options.stall_timeout),
