@@ -362,10 +362,10 @@ impl TsDemuxer {
             }
         }
         // Keep the state of streams that did not change (a PMT repeats every few packets).
-        if video.map(|(p, c)| (p, c)) != self.video.as_ref().map(|e| (e.pid, e.codec)) {
+        if video != self.video.as_ref().map(|e| (e.pid, e.codec)) {
             self.video = video.map(|(p, c)| Es::new(p, c));
         }
-        if audio.map(|(p, c)| (p, c)) != self.audio.as_ref().map(|e| (e.pid, e.codec)) {
+        if audio != self.audio.as_ref().map(|e| (e.pid, e.codec)) {
             self.audio = audio.map(|(p, c)| Es::new(p, c));
         }
     }
@@ -839,7 +839,7 @@ mod tests {
                 // Our muxer inserts the parameter sets before keyframes; the demuxer takes them out again.
                 let strip = |d: &[u8]| -> Vec<Vec<u8>> {
                     ferrocast_media::codec::avcc_nal_units(d)
-                        .filter(|n| !matches!(n[0] & 0x1f, 7 | 8 | 9))
+                        .filter(|n| !matches!(n[0] & 0x1f, 7..=9))
                         .map(|n| n.to_vec())
                         .collect()
                 };
@@ -889,7 +889,7 @@ mod tests {
         assert!((125..=132).contains(&audio.len()), "{}", audio.len());
         assert!(audio.windows(2).all(|w| w[1].dts > w[0].dts));
         for f in &video {
-            assert!(ferrocast_media::codec::avcc_nal_units(&f.data).all(|n| !matches!(n[0] & 0x1f, 7 | 8 | 9)));
+            assert!(ferrocast_media::codec::avcc_nal_units(&f.data).all(|n| !matches!(n[0] & 0x1f, 7..=9)));
         }
     }
 

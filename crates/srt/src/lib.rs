@@ -8,6 +8,8 @@
 //! logged with stream, client and reason. With a passphrase configured, callers without encryption are refused
 //! (`1011` unsecure) and a wrong passphrase fails the key exchange (`1010` bad secret).
 
+#![warn(missing_docs)]
+
 pub mod streamid;
 
 use std::net::SocketAddr;
@@ -19,8 +21,8 @@ use bytes::{Bytes, BytesMut};
 use ferrocast_formats::ts::TsMuxer;
 use ferrocast_formats::ts_demux::{DemuxEvent, TsDemuxError, TsDemuxer};
 use ferrocast_hub::{
-    AccessRequest, Batch, DenyKind, Direction, EndReason, Entry, EntryKind, Hub, Protocol,
-    PublishRequest, Publisher, PushError, Subscriber, SubscriberOptions, Tracks,
+    AccessRequest, Batch, DenyKind, Direction, EndReason, Entry, EntryKind, Hub, Protocol, PublishRequest, Publisher,
+    PushError, Subscriber, SubscriberOptions, Tracks,
 };
 use ferrocast_media::MediaType;
 use futures::{SinkExt, StreamExt};
@@ -97,9 +99,9 @@ impl SrtServer {
             return Err(SrtError::KeyLength);
         }
         let bind_err = |source| SrtError::Bind { addr: addr.to_string(), source };
-        let local: SocketAddr = addr.parse().map_err(|_| {
-            bind_err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "not an ip:port address"))
-        })?;
+        let local: SocketAddr = addr
+            .parse()
+            .map_err(|_| bind_err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "not an ip:port address")))?;
         // One UDP socket carries every caller: srt-tokio's 64 KiB socket buffers overflow with a few streams (and
         // with the GOP-cache burst a new viewer gets), so ask for 4 MiB (the kernel caps it at rmem/wmem_max).
         let (listener, incoming) = SrtListener::builder()
@@ -416,12 +418,7 @@ async fn run_viewer(socket: SrtSocket, mut subscriber: Subscriber, hub: &Hub, op
     why
 }
 
-async fn viewer_loop(
-    socket: SrtSocket,
-    subscriber: &mut Subscriber,
-    hub: &Hub,
-    options: &SrtServeOptions,
-) -> String {
+async fn viewer_loop(socket: SrtSocket, subscriber: &mut Subscriber, hub: &Hub, options: &SrtServeOptions) -> String {
     let counters = hub.metrics().protocol(Protocol::Srt);
     let (mut sink, mut stream) = socket.split();
     let mut ts = TsOut::new(subscriber.start_tracks());
