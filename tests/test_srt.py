@@ -118,6 +118,10 @@ def test_streamid_forms_and_playback_over_rtmp_flv_and_srt(server, media, tmp_pa
     m = server.metrics()
     assert m.get("ferrocast_bytes_in_total", protocol="srt") > 4 * 1_000_000
     assert m.get("ferrocast_bytes_out_total", protocol="srt") > 200_000
+    for name in ["ferrocast_srt_packets_lost_total", "ferrocast_srt_packets_retransmitted_total",
+                 "ferrocast_srt_packets_dropped_total"]:
+        assert m.has(name), name
+    assert m.get("ferrocast_srt_rtt_microseconds") > 0, "SRT statistics reach /metrics"
     log = server.text()
     assert "srt listening on" in log
     assert "srt publish started" in log and "srt play started" in log

@@ -29,7 +29,7 @@ use futures::{SinkExt, StreamExt};
 use srt_protocol::packet::{CoreRejectReason, RejectReason, ServerRejectReason};
 use srt_protocol::settings::{KeySettings, Passphrase};
 use srt_tokio::options::{ByteCount, KeySize};
-use srt_tokio::{ConnectionRequest, SrtIncoming, SrtListener, SrtSocket};
+use srt_tokio::{ConnectionRequest, SocketStatistics, SrtIncoming, SrtListener, SrtSocket};
 use tokio::sync::watch;
 use tracing::{Instrument, debug, info, info_span, warn};
 
@@ -249,6 +249,8 @@ async fn handle_request(
             return;
         }
     };
+    record_rtt(&hub, socket.settings().rtt);
+    debug!(stream = %stream, rtt = ?socket.settings().rtt, latency = ?socket.settings().recv_tsbpd_latency, "srt connected");
     match role {
         None => {
             let req = PublishRequest {
@@ -296,8 +298,21 @@ async fn run_publisher(
     let mut demuxer = TsDemuxer::new();
     let mut warned_stream = false;
     let mut warned_frame = false;
+    let mut stats = socket.statistics().clone();
+    let mut tracker = StatsTracker::default();
+    let mut stats_live = true;
     loop {
-        let data = match tokio::time::timeout(options.publisher_idle_timeout, socket.next()).await {
+        let next = tokio::select! {
+            s = stats.next(), if stats_live => {
+                match s {
+                    Some(s) => tracker.record(hub, &s),
+                    None => stats_live = false,
+                }
+                continue;
+            }
+            next = tokio::time::timeout(options.publisher_idle_timeout, socket.next()) => next,
+        };
+        let data = match next {
             Ok(Some(Ok((_, data)))) => data,
             Ok(Some(Err(e))) => return EndReason::PublisherLost(e.to_string()),
             Ok(None) => return EndReason::PublisherClosed,
@@ -420,6 +435,10 @@ async fn run_viewer(socket: SrtSocket, mut subscriber: Subscriber, hub: &Hub, op
 
 async fn viewer_loop(socket: SrtSocket, subscriber: &mut Subscriber, hub: &Hub, options: &SrtServeOptions) -> String {
     let counters = hub.metrics().protocol(Protocol::Srt);
+    let mut socket = socket;
+    let mut stats = socket.statistics().clone();
+    let mut tracker = StatsTracker::default();
+    let mut stats_live = true;
     let (mut sink, mut stream) = socket.split();
     let mut ts = TsOut::new(subscriber.start_tracks());
     let mut out = BytesMut::with_capacity(64 * 1024);
@@ -442,6 +461,10 @@ async fn viewer_loop(socket: SrtSocket, subscriber: &mut Subscriber, hub: &Hub, 
         }
         batch.clear();
         tokio::select! {
+            s = stats.next(), if stats_live => match s {
+                Some(s) => tracker.record(hub, &s),
+                None => stats_live = false,
+            },
             incoming = stream.next() => match incoming {
                 None => return "client closed".into(),
                 Some(Err(e)) => return format!("connection error: {e}"),
@@ -467,6 +490,36 @@ async fn viewer_loop(socket: SrtSocket, subscriber: &mut Subscriber, hub: &Hub, 
             },
         }
     }
+}
+
+/// Turns the cumulative statistics of one SRT connection into increments of the process-wide SRT metrics.
+#[derive(Debug, Default)]
+struct StatsTracker {
+    lost: u64,
+    retransmitted: u64,
+    dropped: u64,
+}
+
+impl StatsTracker {
+    fn record(&mut self, hub: &Hub, s: &SocketStatistics) {
+        let m = hub.metrics();
+        let lost = s.rx_loss_data + s.tx_loss_data;
+        let dropped = s.rx_dropped_data + s.tx_dropped_data;
+        m.srt_packets_lost.fetch_add(lost.saturating_sub(self.lost), Ordering::Relaxed);
+        m.srt_packets_retransmitted
+            .fetch_add(s.tx_retransmit_data.saturating_sub(self.retransmitted), Ordering::Relaxed);
+        m.srt_packets_dropped.fetch_add(dropped.saturating_sub(self.dropped), Ordering::Relaxed);
+        // srt-protocol 0.4.4 leaves these at zero; the handshake RTT is recorded at accept instead.
+        let rtt = s.tx_average_rtt.max(s.rx_average_rtt);
+        if !rtt.is_zero() {
+            record_rtt(hub, rtt);
+        }
+        (self.lost, self.retransmitted, self.dropped) = (lost, s.tx_retransmit_data, dropped);
+    }
+}
+
+fn record_rtt(hub: &Hub, rtt: Duration) {
+    hub.metrics().srt_rtt_us.store(i64::try_from(rtt.as_micros()).unwrap_or(i64::MAX), Ordering::Relaxed);
 }
 
 /// Sends TS bytes as SRT messages of 7 packets; returns the bytes sent.
