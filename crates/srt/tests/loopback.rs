@@ -68,6 +68,12 @@ async fn publish_and_play_over_loopback() {
     // Half the file, then a viewer over the hub and one over SRT, then the rest twice (a looping encoder).
     let half = ts.len() / 2 / 188 * 188;
     send_ts(&mut publisher, &ts[..half]).await;
+    // The server demuxes asynchronously: wait until both tracks are known.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while hub.stream(&key).is_none_or(|s| s.tracks.video.is_none() || s.tracks.audio.is_none()) {
+        assert!(Instant::now() < deadline, "tracks did not arrive");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let mut viewer = hub.subscribe(&key, Protocol::Rtmp, None, SubscriberOptions::default()).unwrap();
     let tracks = viewer.start_tracks().clone();
     assert_eq!(tracks.video.as_ref().and_then(|t| t.video.as_ref()).map(|v| (v.width, v.height)), Some((320, 240)));
@@ -99,14 +105,11 @@ async fn publish_and_play_over_loopback() {
 
     let mut batch = Vec::new();
     let mut frames = 0;
-    loop {
-        match tokio::time::timeout(Duration::from_millis(500), viewer.next_batch(&mut batch, 512)).await {
-            Ok(ferrocast_hub::Batch::Entries { .. }) => {
-                frames += batch.len();
-                batch.clear();
-            }
-            _ => break,
-        }
+    while let Ok(ferrocast_hub::Batch::Entries { .. }) =
+        tokio::time::timeout(Duration::from_millis(500), viewer.next_batch(&mut batch, 512)).await
+    {
+        frames += batch.len();
+        batch.clear();
     }
     assert!(frames > 100, "hub viewer got {frames} entries");
 
