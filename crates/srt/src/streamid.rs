@@ -6,7 +6,8 @@
 //!   key after `#` is ignored;
 //! - the SRT access-control syntax `#!::r=live/stream,m=publish|request,u=..,s=..,t=stream` (`m=request` plays;
 //!   the default is publish);
-//! - a plain `live/stream` or `live/stream?txSecret=..&txTime=..` (the query may also follow `r=`).
+//! - a plain `live/stream` or `live/stream?txSecret=..&txTime=..` (the query may also follow `r=`), or the key list
+//!   without its prefix (`r=live/stream,txSecret=..`);
 //!
 //! A missing `h` (or an IP address as `h`) means the configured default domain. Keys other than `h`, `r`, `m`,
 //! `u`, `s` and `t` are passed on as URL parameters (`txSecret`, `txTime`, `txDelayTime`, ...).
@@ -61,7 +62,9 @@ pub fn parse_stream_id(raw: &str, default_domain: &str) -> Result<StreamRequest,
     let mut resource: Option<String> = None;
     let mut mode = Mode::Publish;
     let mut params = Vec::new();
-    if let Some(body) = raw.strip_prefix('#') {
+    // `#!::h=..,r=..`, or the same key list without the prefix (as printed for the "SRT stream key").
+    let body = raw.strip_prefix('#').or_else(|| (raw.starts_with("r=") || raw.starts_with("h=")).then_some(raw));
+    if let Some(body) = body {
         // Skip the prefix (`!::`, `!;`, `t:`, ...): up to the last separator before the first `=`.
         let eq = body.find('=').unwrap_or(body.len());
         let start = body[..eq].rfind([':', ';', '!', ',']).map_or(0, |i| i + 1);
@@ -199,6 +202,9 @@ mod tests {
         let r = p("#!::r=live/s1?txSecret=abc&txTime=5F,m=request");
         assert_eq!((r.mode, param(&r, "txTime")), (Mode::Request, Some("5F")));
         assert_eq!(p("/live/a/b/").key.stream, "a/b");
+        // The key list without its `#!::` prefix.
+        let r = p("r=live/s1,txSecret=abc,txTime=5F");
+        assert_eq!((r.key.stream.as_str(), param(&r, "txSecret")), ("s1", Some("abc")));
     }
 
     #[test]
