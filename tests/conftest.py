@@ -261,12 +261,14 @@ class Server:
         self.rtmp_port = free_port()
         self.http_port = free_port()
         self.rtmps_port = free_port()
+        self.srt_port = free_port()  # UDP; a TCP port free on loopback is as good a guess as any
         self.args = list(args or [])
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("FERROCAST_")}
         if ports_from_env:
             self.env.update({
                 "FERROCAST_RTMP_LISTEN": f"127.0.0.1:{self.rtmp_port}",
                 "FERROCAST_HTTP_LISTEN": f"127.0.0.1:{self.http_port}",
+                "FERROCAST_SRT_LISTEN": f"127.0.0.1:{self.srt_port}",
                 "FERROCAST_STORAGE_DATA_DIR": str(self.data_dir),
             })
             if rtmps:
@@ -362,6 +364,12 @@ class Server:
 
     def rtmps(self, stream: str, app: str = "live") -> str:
         return f"rtmps://127.0.0.1:{self.rtmps_port}/{app}/{stream}"
+
+    def srt(self, streamid: str, **options) -> str:
+        """srt://127.0.0.1:PORT?streamid=... (percent-encoded) plus libsrt URL options."""
+        from urllib.parse import quote  # noqa: PLC0415
+        query = "&".join([f"streamid={quote(streamid, safe='')}"] + [f"{k}={v}" for k, v in options.items()])
+        return f"srt://127.0.0.1:{self.srt_port}?{query}"
 
     def http(self, path: str) -> str:
         return f"http://127.0.0.1:{self.http_port}{path}"

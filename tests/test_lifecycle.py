@@ -73,6 +73,9 @@ listen = "127.0.0.1:{srv.rtmp_port}"
 [http]
 listen = "127.0.0.1:{srv.http_port}"
 
+[srt]
+listen = "127.0.0.1:{srv.srt_port}"
+
 [storage]
 data_dir = "{srv.data_dir}"
 

@@ -72,7 +72,7 @@ def test_push_url_is_accepted_and_a_tampered_one_refused(server):
     q = query(rtmp)
     assert rows["WebRTC URL"] == f"webrtc://{PUSH}/live/urlgood?txSecret={q['txSecret']}&txTime={q['txTime']}"
     assert rows["WHIP endpoint"].startswith(f"http://{PUSH}:{server.http_port}/whip/live/urlgood?txSecret=")
-    assert rows["SRT URL"] == (f"srt://{PUSH}:9000?streamid=#!::h={PUSH},r=live/urlgood,"
+    assert rows["SRT URL"] == (f"srt://{PUSH}:{server.srt_port}?streamid=#!::h={PUSH},r=live/urlgood,"
                                f"txSecret={q['txSecret']},txTime={q['txTime']}")
     assert hashlib.md5(f"{PUSH_KEY}urlgood{q['txTime']}".encode()).hexdigest() == q["txSecret"]
 

@@ -9,3 +9,4 @@ pub mod hls;
 pub mod mp4file;
 pub mod time;
 pub mod ts;
+pub mod ts_demux;

@@ -35,6 +35,14 @@ pub struct Metrics {
     pub frames_in: AtomicU64,
     /// Frames refused at ingest (unknown codec, missing configuration, malformed tag).
     pub frames_rejected: AtomicU64,
+    /// SRT data packets reported lost (by our receivers and by the peers of our senders).
+    pub srt_packets_lost: AtomicU64,
+    /// SRT data packets we retransmitted.
+    pub srt_packets_retransmitted: AtomicU64,
+    /// SRT data packets dropped as too late (sender and receiver side).
+    pub srt_packets_dropped: AtomicU64,
+    /// The round-trip time of the SRT connection that reported last, in microseconds.
+    pub srt_rtt_us: AtomicI64,
 }
 
 impl Metrics {
@@ -68,7 +76,7 @@ impl Metrics {
                 let _ = writeln!(out, "{name}{{protocol=\"{}\"}} {}", p.label(), value(self.protocol(p)));
             }
         }
-        let singles: [(&str, &str, &str, i128); 5] = [
+        let singles: [(&str, &str, &str, i128); 9] = [
             ("ferrocast_streams", "gauge", "Live streams now.", gauge(&self.streams) as i128),
             (
                 "ferrocast_frames_dropped_slow_viewer_total",
@@ -88,6 +96,30 @@ impl Metrics {
                 "counter",
                 "Frames refused at ingest.",
                 load(&self.frames_rejected) as i128,
+            ),
+            (
+                "ferrocast_srt_packets_lost_total",
+                "counter",
+                "SRT data packets reported lost.",
+                load(&self.srt_packets_lost) as i128,
+            ),
+            (
+                "ferrocast_srt_packets_retransmitted_total",
+                "counter",
+                "SRT data packets retransmitted.",
+                load(&self.srt_packets_retransmitted) as i128,
+            ),
+            (
+                "ferrocast_srt_packets_dropped_total",
+                "counter",
+                "SRT data packets dropped as too late.",
+                load(&self.srt_packets_dropped) as i128,
+            ),
+            (
+                "ferrocast_srt_rtt_microseconds",
+                "gauge",
+                "Round-trip time of the SRT connection that reported last.",
+                gauge(&self.srt_rtt_us) as i128,
             ),
         ];
         for (name, kind, help, value) in singles {

@@ -961,6 +961,171 @@ pub fn hevc_is_keyframe(hvcc: &[u8]) -> bool {
     avcc_nal_units(hvcc).any(|nal| nal.first().is_some_and(|&h| (16..=23).contains(&((h >> 1) & 0x3f))))
 }
 
+// ---------------------------------------------------------------------------------------------------------------
+// Building configuration records and reading ADTS (for demuxers of Annex B / ADTS containers such as MPEG-TS)
+// ---------------------------------------------------------------------------------------------------------------
+
+/// The NAL units of an Annex B byte stream (3- or 4-byte start codes). Bytes before the first start code are
+/// skipped; trailing zero bytes of each unit (`trailing_zero_8bits`) are removed; empty units are skipped.
+pub fn annexb_nal_units(data: &[u8]) -> impl Iterator<Item = &[u8]> {
+    // Position just after the next start code at or after `from`.
+    fn next_start(data: &[u8], from: usize) -> Option<(usize, usize)> {
+        let mut i = from;
+        while i + 3 <= data.len() {
+            if data[i + 2] > 1 {
+                i += 3;
+            } else if data[i] == 0 && data[i + 1] == 0 && data[i + 2] == 1 {
+                return Some((i, i + 3));
+            } else {
+                i += 1;
+            }
+        }
+        None
+    }
+    let mut pos = next_start(data, 0).map(|(_, after)| after);
+    std::iter::from_fn(move || {
+        loop {
+            let start = pos?;
+            let (end, next) = match next_start(data, start) {
+                Some((sc, after)) => (sc, Some(after)),
+                None => (data.len(), None),
+            };
+            pos = next;
+            let mut nal = &data[start..end];
+            while let [rest @ .., 0] = nal {
+                nal = rest;
+            }
+            if !nal.is_empty() {
+                return Some(nal);
+            }
+        }
+    })
+}
+
+/// Builds an AVCDecoderConfigurationRecord (ISO/IEC 14496-15 §5.3.3.1, 4-byte NAL lengths) from SPS and PPS NAL
+/// units (with their NAL headers). Profile, compatibility and level come from the first SPS.
+pub fn build_avc_config(sps: &[&[u8]], pps: &[&[u8]]) -> Result<Vec<u8>> {
+    let first = sps.first().ok_or(CodecError::Missing("SPS"))?;
+    if first.len() < 4 {
+        return Err(CodecError::Truncated("H.264 SPS"));
+    }
+    if pps.is_empty() {
+        return Err(CodecError::Missing("PPS"));
+    }
+    if sps.len() > 31 || pps.len() > 255 || sps.iter().chain(pps).any(|n| n.len() > 0xffff) {
+        return Err(CodecError::Invalid("parameter set count or size"));
+    }
+    let mut out = vec![1, first[1], first[2], first[3], 0xff, 0xe0 | sps.len() as u8];
+    for s in sps {
+        out.extend_from_slice(&(s.len() as u16).to_be_bytes());
+        out.extend_from_slice(s);
+    }
+    out.push(pps.len() as u8);
+    for p in pps {
+        out.extend_from_slice(&(p.len() as u16).to_be_bytes());
+        out.extend_from_slice(p);
+    }
+    Ok(out)
+}
+
+/// Builds an HEVCDecoderConfigurationRecord (ISO/IEC 14496-15 §8.3.3.1, 4-byte NAL lengths) from VPS, SPS and PPS
+/// NAL units (with their 2-byte NAL headers). The general profile, tier and level fields are copied from the
+/// first SPS; chroma format and bit depths are written as 4:2:0 8-bit (decoders read them from the SPS).
+pub fn build_hevc_config(vps: &[&[u8]], sps: &[&[u8]], pps: &[&[u8]]) -> Result<Vec<u8>> {
+    let first = sps.first().ok_or(CodecError::Missing("SPS"))?;
+    if vps.is_empty() {
+        return Err(CodecError::Missing("VPS"));
+    }
+    if pps.is_empty() {
+        return Err(CodecError::Missing("PPS"));
+    }
+    if [vps.len(), sps.len(), pps.len()].iter().any(|&n| n > 0xffff)
+        || vps.iter().chain(sps).chain(pps).any(|n| n.len() > 0xffff)
+    {
+        return Err(CodecError::Invalid("parameter set count or size"));
+    }
+    // NAL header (2), then vps_id(4) max_sub_layers_minus1(3) temporal_id_nesting(1), then 12 bytes of
+    // general_profile_tier_level.
+    let rbsp = unescape_rbsp(first);
+    let ptl = rbsp.get(3..15).ok_or(CodecError::Truncated("H.265 SPS"))?;
+    let sub_layers = (rbsp[2] >> 1) & 0x07;
+    let nesting = rbsp[2] & 1;
+    let mut out = Vec::with_capacity(64);
+    out.push(1);
+    out.extend_from_slice(ptl);
+    out.extend_from_slice(&[0xf0, 0x00]); // min_spatial_segmentation_idc = 0
+    out.push(0xfc); // parallelismType = 0
+    out.push(0xfd); // chroma_format_idc = 1
+    out.push(0xf8); // bit_depth_luma_minus8 = 0
+    out.push(0xf8); // bit_depth_chroma_minus8 = 0
+    out.extend_from_slice(&[0, 0]); // avgFrameRate
+    out.push(((sub_layers + 1) << 3) | (nesting << 2) | 3);
+    out.push(3);
+    for (nal_type, list) in [(32u8, vps), (33, sps), (34, pps)] {
+        out.push(0x80 | nal_type);
+        out.extend_from_slice(&(list.len() as u16).to_be_bytes());
+        for n in list {
+            out.extend_from_slice(&(n.len() as u16).to_be_bytes());
+            out.extend_from_slice(n);
+        }
+    }
+    Ok(out)
+}
+
+/// The fields of an ADTS header (ISO/IEC 13818-7 §6.2) that a demuxer needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AdtsHeader {
+    /// The audio object type (`profile + 1`; 2 = AAC LC).
+    pub object_type: u8,
+    /// `sampling_frequency_index`.
+    pub sampling_index: u8,
+    /// `channel_configuration`.
+    pub channel_config: u8,
+    /// Size of the header: 7 bytes, or 9 with a CRC.
+    pub header_len: usize,
+    /// Size of the whole frame, header included.
+    pub frame_len: usize,
+    /// Raw data blocks in the frame (1..=4), each 1024 samples.
+    pub raw_blocks: u8,
+}
+
+impl AdtsHeader {
+    /// The sampling rate in Hz.
+    pub fn sample_rate(&self) -> u32 {
+        AAC_SAMPLE_RATES.get(usize::from(self.sampling_index)).copied().unwrap_or(0)
+    }
+
+    /// The 2-byte AudioSpecificConfig equivalent to this header.
+    pub fn audio_specific_config(&self) -> [u8; 2] {
+        let v: u16 = (u16::from(self.object_type & 0x1f) << 11)
+            | (u16::from(self.sampling_index & 0x0f) << 7)
+            | (u16::from(self.channel_config & 0x0f) << 3);
+        v.to_be_bytes()
+    }
+}
+
+/// Parses the ADTS header at the start of `data` (only the header needs to be present).
+pub fn parse_adts_header(data: &[u8]) -> Result<AdtsHeader> {
+    let h = data.get(..7).ok_or(CodecError::Truncated("ADTS header"))?;
+    if h[0] != 0xff || h[1] & 0xf6 != 0xf0 {
+        return Err(CodecError::Invalid("ADTS syncword"));
+    }
+    let protection_absent = h[1] & 1 == 1;
+    let object_type = (h[2] >> 6) + 1;
+    let sampling_index = (h[2] >> 2) & 0x0f;
+    if usize::from(sampling_index) >= AAC_SAMPLE_RATES.len() {
+        return Err(CodecError::Invalid("ADTS sampling_frequency_index"));
+    }
+    let channel_config = ((h[2] & 1) << 2) | (h[3] >> 6);
+    let frame_len = (usize::from(h[3] & 0x03) << 11) | (usize::from(h[4]) << 3) | usize::from(h[5] >> 5);
+    let raw_blocks = (h[6] & 0x03) + 1;
+    let header_len = if protection_absent { 7 } else { 9 };
+    if frame_len < header_len {
+        return Err(CodecError::Invalid("ADTS frame_length"));
+    }
+    Ok(AdtsHeader { object_type, sampling_index, channel_config, header_len, frame_len, raw_blocks })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1531,5 +1696,33 @@ mod tests {
         fn finish(self) -> Vec<u8> {
             self.bytes
         }
+    }
+
+    #[test]
+    fn annexb_split_and_config_records() {
+        let data = [0, 0, 0, 1, 0x67, 0x64, 0, 0x1f, 0, 0, 1, 0x68, 0xee, 0, 0, 0, 0, 1, 0x65, 1, 2];
+        let nals: Vec<&[u8]> = annexb_nal_units(&data).collect();
+        assert_eq!(nals, vec![&[0x67, 0x64, 0, 0x1f][..], &[0x68, 0xee][..], &[0x65, 1, 2][..]]);
+        assert_eq!(annexb_nal_units(&[1, 2, 3]).count(), 0);
+        assert_eq!(annexb_nal_units(&[0, 0, 1]).count(), 0);
+        let rec = build_avc_config(&[nals[0]], &[nals[1]]).unwrap();
+        assert_eq!(&rec[..6], &[1, 0x64, 0, 0x1f, 0xff, 0xe1]);
+        assert!(build_avc_config(&[], &[nals[1]]).is_err());
+        assert!(build_avc_config(&[&[0x67]], &[nals[1]]).is_err());
+        assert!(build_hevc_config(&[&[0x40, 1]], &[&[0x42, 1]], &[&[0x44, 1]]).is_err());
+    }
+
+    #[test]
+    fn adts_headers() {
+        // AAC LC, 44.1 kHz (index 4), stereo, frame length 0x100.
+        let h = [0xff, 0xf1, 0x50, 0x80, 0x20, 0x1f, 0xfc];
+        let a = parse_adts_header(&h).unwrap();
+        assert_eq!((a.object_type, a.sampling_index, a.channel_config), (2, 4, 2));
+        assert_eq!((a.header_len, a.frame_len, a.raw_blocks), (7, 0x100, 1));
+        assert_eq!(a.audio_specific_config(), [0x12, 0x10]);
+        assert_eq!(a.sample_rate(), 44100);
+        assert!(parse_adts_header(&h[..6]).is_err());
+        assert!(parse_adts_header(&[0xff, 0xf1, 0x7c, 0x80, 0x20, 0x1f, 0xfc]).is_err());
+        assert!(parse_adts_header(&[0xfe, 0xf1, 0x50, 0x80, 0x20, 0x1f, 0xfc]).is_err());
     }
 }

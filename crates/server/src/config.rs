@@ -69,6 +69,39 @@ pub struct Config {
     pub hls: HlsSection,
     /// Time shifting (recording of streams under a time-shift rule).
     pub timeshift: TimeShiftSection,
+    /// SRT ingest and playback.
+    pub srt: SrtSection,
+}
+
+/// `[srt]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SrtSection {
+    /// Whether the SRT listener runs.
+    pub enabled: bool,
+    /// UDP address of the SRT listener.
+    pub listen: String,
+    /// AES passphrase (10 to 79 characters) every caller must use; empty accepts unencrypted callers.
+    pub passphrase: String,
+    /// AES key length in bytes (16, 24 or 32) when the caller announces none; 0 follows the caller.
+    pub pbkeylen: u16,
+    /// SRT latency (the receive buffer that absorbs retransmissions), in milliseconds.
+    pub latency_ms: u64,
+    /// A publisher that sends nothing for this long is disconnected, in milliseconds.
+    pub publisher_idle_timeout_ms: u64,
+}
+
+impl Default for SrtSection {
+    fn default() -> Self {
+        SrtSection {
+            enabled: true,
+            listen: "0.0.0.0:9000".into(),
+            passphrase: String::new(),
+            pbkeylen: 0,
+            latency_ms: 120,
+            publisher_idle_timeout_ms: 10_000,
+        }
+    }
 }
 
 /// `[server]`

@@ -125,6 +125,8 @@ enum RunError {
     Credentials(#[from] ferrocast_control::credentials::CredentialsError),
     #[error("[callbacks] ca_file {0}: {1}")]
     CallbackCa(String, std::io::Error),
+    #[error("srt: {0}")]
+    Srt(#[from] ferrocast_srt::SrtError),
 }
 
 async fn bind(what: &'static str, addr: &str) -> Result<TcpListener, RunError> {
@@ -194,6 +196,20 @@ async fn run(config: Config) -> Result<(), RunError> {
         None => None,
     };
     let http_listener = bind("http", &config.http.listen).await?;
+    let srt = if config.srt.enabled {
+        let options = ferrocast_srt::SrtServeOptions {
+            default_domain: config.server.default_domain.clone(),
+            passphrase: (!config.srt.passphrase.is_empty()).then(|| config.srt.passphrase.clone()),
+            pbkeylen: config.srt.pbkeylen,
+            latency: Duration::from_millis(config.srt.latency_ms),
+            publisher_idle_timeout: Duration::from_millis(config.srt.publisher_idle_timeout_ms),
+            stall_timeout,
+            max_batch: config.play.max_batch,
+        };
+        Some(ferrocast_srt::SrtServer::bind(&config.srt.listen, options).await?)
+    } else {
+        None
+    };
 
     let mut tasks = Vec::new();
     if let Some(listener) = rtmp_listener {
@@ -218,6 +234,10 @@ async fn run(config: Config) -> Result<(), RunError> {
         )));
     }
     log_listening("http", &http_listener);
+    if let Some(server) = srt {
+        tracing::info!("srt listening on {}", config.srt.listen);
+        tasks.push(tokio::spawn(server.serve(hub.clone(), shutdown_rx.clone())));
+    }
     let packager = config.hls.enabled.then(|| {
         ferrocast_packager::Packager::start(
             hub.clone(),

@@ -11,7 +11,7 @@ use ferrocast_control::store::{DOMAIN_PLAY, DOMAIN_PUSH, Store, StoreError, unix
 
 use crate::config::Config;
 
-/// Default SRT port of the printed SRT URLs (there is no SRT listener setting yet).
+/// SRT port of the printed SRT URLs when `[srt] listen` names none.
 const SRT_PORT: u16 = 9000;
 /// The port `rtmp://` means without one.
 const RTMP_DEFAULT_PORT: u16 = 1935;
@@ -131,7 +131,7 @@ impl Ports {
         Ports {
             rtmp: non_default(listen_port(&config.rtmp.listen), RTMP_DEFAULT_PORT),
             http: non_default(listen_port(&config.http.listen), HTTP_DEFAULT_PORT),
-            srt: SRT_PORT,
+            srt: listen_port(&config.srt.listen).unwrap_or(SRT_PORT),
         }
     }
 }
@@ -432,6 +432,8 @@ mod tests {
         assert_eq!(Ports::from_config(&c), Ports { rtmp: Some(19350), http: None, srt: 9000 });
         c.rtmp.listen = String::new();
         assert_eq!(Ports::from_config(&c).rtmp, None);
+        c.srt.listen = "0.0.0.0:9100".into();
+        assert_eq!(Ports::from_config(&c).srt, 9100);
     }
 
     #[test]
