@@ -68,11 +68,14 @@ pub enum Protocol {
     Hls,
     /// MPEG-DASH over HTTP.
     Dash,
+    /// WebRTC: WHIP ingest and WHEP playback.
+    WebRtc,
 }
 
 impl Protocol {
     /// Every protocol, in the order metrics list them.
-    pub const ALL: [Protocol; 5] = [Protocol::Rtmp, Protocol::Rtmps, Protocol::HttpFlv, Protocol::Hls, Protocol::Dash];
+    pub const ALL: [Protocol; 6] =
+        [Protocol::Rtmp, Protocol::Rtmps, Protocol::HttpFlv, Protocol::Hls, Protocol::Dash, Protocol::WebRtc];
 
     /// A lowercase label for metrics and logs.
     pub fn label(self) -> &'static str {
@@ -82,6 +85,7 @@ impl Protocol {
             Protocol::HttpFlv => "http-flv",
             Protocol::Hls => "hls",
             Protocol::Dash => "dash",
+            Protocol::WebRtc => "webrtc",
         }
     }
 

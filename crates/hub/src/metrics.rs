@@ -35,6 +35,12 @@ pub struct Metrics {
     pub frames_in: AtomicU64,
     /// Frames refused at ingest (unknown codec, missing configuration, malformed tag).
     pub frames_rejected: AtomicU64,
+    /// WebRTC plays refused or ended because the stream's H.264 has B-frames, which WebRTC cannot carry.
+    pub webrtc_bframes_refused: AtomicU64,
+    /// Audio transcoders (AAC to Opus, Opus to AAC) running now, one per stream and direction.
+    pub audio_transcoders: AtomicI64,
+    /// Audio frames the transcoders could not decode or encode.
+    pub audio_transcode_errors: AtomicU64,
 }
 
 impl Metrics {
@@ -68,7 +74,7 @@ impl Metrics {
                 let _ = writeln!(out, "{name}{{protocol=\"{}\"}} {}", p.label(), value(self.protocol(p)));
             }
         }
-        let singles: [(&str, &str, &str, i128); 5] = [
+        let singles: [(&str, &str, &str, i128); 8] = [
             ("ferrocast_streams", "gauge", "Live streams now.", gauge(&self.streams) as i128),
             (
                 "ferrocast_frames_dropped_slow_viewer_total",
@@ -88,6 +94,24 @@ impl Metrics {
                 "counter",
                 "Frames refused at ingest.",
                 load(&self.frames_rejected) as i128,
+            ),
+            (
+                "ferrocast_webrtc_bframes_refused_total",
+                "counter",
+                "WebRTC plays refused or ended because the H.264 stream has B-frames.",
+                load(&self.webrtc_bframes_refused) as i128,
+            ),
+            (
+                "ferrocast_audio_transcoders",
+                "gauge",
+                "Audio transcoders (AAC to Opus, Opus to AAC) running now.",
+                gauge(&self.audio_transcoders) as i128,
+            ),
+            (
+                "ferrocast_audio_transcode_errors_total",
+                "counter",
+                "Audio frames the transcoders could not decode or encode.",
+                load(&self.audio_transcode_errors) as i128,
             ),
         ];
         for (name, kind, help, value) in singles {

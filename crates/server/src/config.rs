@@ -69,6 +69,8 @@ pub struct Config {
     pub hls: HlsSection,
     /// Time shifting (recording of streams under a time-shift rule).
     pub timeshift: TimeShiftSection,
+    /// WebRTC: WHIP ingest and WHEP playback.
+    pub webrtc: WebRtcSection,
 }
 
 /// `[server]`
@@ -412,6 +414,26 @@ pub struct TimeShiftSection {
 impl Default for TimeShiftSection {
     fn default() -> Self {
         TimeShiftSection { enabled: true, root: String::new(), cleanup_interval_ms: 60_000 }
+    }
+}
+
+/// `[webrtc]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebRtcSection {
+    /// Serve WHIP (`/whip/...`) and WHEP (`/whep/...`) on the HTTP listener and WebRTC media on `udp_listen`.
+    pub enabled: bool,
+    /// The one UDP address every WebRTC session uses (ICE-lite; `host:0` picks a free port).
+    pub udp_listen: String,
+    /// Comma-separated public IPs or host names advertised as ICE candidates (with the UDP port). Behind NAT or
+    /// in a container, put the address clients reach here. Empty: the bound IP, or the machine's primary IPv4
+    /// address when bound to 0.0.0.0 (127.0.0.1 when it has none).
+    pub candidates: String,
+}
+
+impl Default for WebRtcSection {
+    fn default() -> Self {
+        WebRtcSection { enabled: true, udp_listen: "0.0.0.0:8000".into(), candidates: String::new() }
     }
 }
 

@@ -125,6 +125,9 @@ enum RunError {
     Credentials(#[from] ferrocast_control::credentials::CredentialsError),
     #[error("[callbacks] ca_file {0}: {1}")]
     CallbackCa(String, std::io::Error),
+    /// The WebRTC UDP port or a candidate could not be set up.
+    #[error("{0}")]
+    WebRtc(#[from] ferrocast_webrtc::StartError),
 }
 
 async fn bind(what: &'static str, addr: &str) -> Result<TcpListener, RunError> {
@@ -194,6 +197,23 @@ async fn run(config: Config) -> Result<(), RunError> {
         None => None,
     };
     let http_listener = bind("http", &config.http.listen).await?;
+    let webrtc = if config.webrtc.enabled {
+        let rtc_config = ferrocast_webrtc::WebRtcConfig {
+            udp_listen: config.webrtc.udp_listen.clone(),
+            candidates: config.webrtc.candidates.split(',').map(|c| c.trim().to_string()).filter(|c| !c.is_empty()).collect(),
+            default_domain: config.server.default_domain.clone(),
+            cors_allow_origin: config.http.cors_allow_origin.clone(),
+        };
+        let rtc = ferrocast_webrtc::WebRtc::bind(rtc_config, hub.clone()).await?;
+        match rtc.local_addr() {
+            Ok(addr) => tracing::info!(candidates = ?rtc.candidates(), "webrtc listening on udp {addr}"),
+            Err(e) => tracing::warn!("webrtc socket has no local address: {e}"),
+        }
+        tokio::spawn(rtc.clone().run());
+        Some(rtc)
+    } else {
+        None
+    };
 
     let mut tasks = Vec::new();
     if let Some(listener) = rtmp_listener {
@@ -299,9 +319,11 @@ async fn run(config: Config) -> Result<(), RunError> {
         hub: hub.clone(),
         rates: Arc::default(),
     };
-    let app = ferrocast_http::router(state)
-        .merge(ferrocast_control::api_router(api))
-        .into_make_service_with_connect_info::<ClientAddr>();
+    let mut router = ferrocast_http::router(state).merge(ferrocast_control::api_router(api));
+    if let Some(rtc) = &webrtc {
+        router = router.merge(ferrocast_webrtc::router(rtc.clone()));
+    }
+    let app = router.into_make_service_with_connect_info::<ClientAddr>();
     let mut http_shutdown = shutdown_rx.clone();
     let http = axum::serve(StallTimeoutListener::new(http_listener, stall_timeout, metrics.clone()), app)
         .with_graceful_shutdown(async move {
@@ -318,6 +340,9 @@ async fn run(config: Config) -> Result<(), RunError> {
     wait_for_signal().await;
     tracing::info!("shutting down");
     hub.shutdown();
+    if let Some(rtc) = &webrtc {
+        rtc.shutdown();
+    }
     let _ = shutdown_tx.send(true);
     let deadline = Duration::from_millis(config.server.shutdown_timeout_ms);
     let all = async {
