@@ -200,7 +200,13 @@ async fn run(config: Config) -> Result<(), RunError> {
     let webrtc = if config.webrtc.enabled {
         let rtc_config = ferrocast_webrtc::WebRtcConfig {
             udp_listen: config.webrtc.udp_listen.clone(),
-            candidates: config.webrtc.candidates.split(',').map(|c| c.trim().to_string()).filter(|c| !c.is_empty()).collect(),
+            candidates: config
+                .webrtc
+                .candidates
+                .split(',')
+                .map(|c| c.trim().to_string())
+                .filter(|c| !c.is_empty())
+                .collect(),
             default_domain: config.server.default_domain.clone(),
             cors_allow_origin: config.http.cors_allow_origin.clone(),
         };

@@ -56,7 +56,8 @@ impl Resampler {
         }
         let frames = input.len() / 2;
         // Sample k of the virtual signal: k = 0 is `last`, k >= 1 is input[k - 1].
-        let at = |k: usize, c: usize| -> f64 { if k == 0 { self.last[c] as f64 } else { input[(k - 1) * 2 + c] as f64 } };
+        let at =
+            |k: usize, c: usize| -> f64 { if k == 0 { self.last[c] as f64 } else { input[(k - 1) * 2 + c] as f64 } };
         while self.pos < frames as f64 {
             let k = self.pos.floor() as usize;
             let frac = self.pos - k as f64;

@@ -5,8 +5,11 @@ use bytes::Bytes;
 
 const START_CODE: [u8; 4] = [0, 0, 0, 1];
 
+/// NAL units, each without a start code or length.
+pub type NalUnits = Vec<Vec<u8>>;
+
 /// The SPS and PPS NAL units of an AVCDecoderConfigurationRecord; `None` when the record is malformed.
-pub fn avc_config_parameter_sets(record: &[u8]) -> Option<(Vec<Vec<u8>>, Vec<Vec<u8>>)> {
+pub fn avc_config_parameter_sets(record: &[u8]) -> Option<(NalUnits, NalUnits)> {
     let mut pos = 5;
     let mut take_list = |count_mask: u8| -> Option<Vec<Vec<u8>>> {
         let count = *record.get(pos)? & count_mask;
@@ -124,7 +127,7 @@ mod tests {
     fn annexb_and_avcc_round_trip() {
         let sps = vec![0x67, 0x42, 0xc0, 0x1e, 0xaa];
         let pps = vec![0x68, 0xce, 0x3c, 0x80];
-        let idr = vec![0x65, 0x88, 0x84, 0x00];
+        let idr = vec![0x65, 0x88, 0x84, 0x21];
         let mut annexb = vec![0, 0, 0, 1];
         annexb.extend_from_slice(&sps);
         annexb.extend_from_slice(&[0, 0, 1]);

@@ -133,7 +133,8 @@ impl WebRtc {
         let socket = UdpSocket::bind(&config.udp_listen)
             .await
             .map_err(|source| StartError::Bind { addr: config.udp_listen.clone(), source })?;
-        let local = socket.local_addr().map_err(|source| StartError::Bind { addr: config.udp_listen.clone(), source })?;
+        let local =
+            socket.local_addr().map_err(|source| StartError::Bind { addr: config.udp_listen.clone(), source })?;
         let port = local.port();
         let mut candidates = Vec::new();
         for c in &config.candidates {
@@ -239,7 +240,12 @@ impl Inner {
         self.registry.lock().sessions.get(id).map(|s| s.tx.clone())
     }
 
-    pub(crate) fn set_publisher(&self, key: &StreamKey, tx: Option<mpsc::Sender<SessionMsg>>, feed: Option<&Arc<OpusFeed>>) {
+    pub(crate) fn set_publisher(
+        &self,
+        key: &StreamKey,
+        tx: Option<mpsc::Sender<SessionMsg>>,
+        feed: Option<&Arc<OpusFeed>>,
+    ) {
         let mut reg = self.registry.lock();
         match tx {
             Some(tx) => {
@@ -265,7 +271,11 @@ impl Inner {
 
     /// The Opus feed of a stream, creating one with `make` (under the lock, so once per stream) when there is
     /// none or it is gone.
-    pub(crate) fn feed_or(&self, key: &StreamKey, make: impl FnOnce() -> Option<Arc<OpusFeed>>) -> Option<Arc<OpusFeed>> {
+    pub(crate) fn feed_or(
+        &self,
+        key: &StreamKey,
+        make: impl FnOnce() -> Option<Arc<OpusFeed>>,
+    ) -> Option<Arc<OpusFeed>> {
         let mut reg = self.registry.lock();
         if let Some(f) = reg.feeds.get(key).and_then(Weak::upgrade) {
             return Some(f);

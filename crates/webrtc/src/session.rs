@@ -46,7 +46,18 @@ impl Core {
         key: StreamKey,
         client: SocketAddr,
     ) -> Core {
-        Core { inner, rtc, rx, id, key, client, started: Instant::now(), connected: false, events: Vec::new(), stop: None }
+        Core {
+            inner,
+            rtc,
+            rx,
+            id,
+            key,
+            client,
+            started: Instant::now(),
+            connected: false,
+            events: Vec::new(),
+            stop: None,
+        }
     }
 
     /// Sends what the `Rtc` has to send and collects its events; returns when it next wants a timeout.
@@ -214,13 +225,11 @@ pub(crate) async fn run_play(mut core: Core, mut play: Play) {
                         let _ = p.try_send(SessionMsg::RequestKeyframe);
                     }
                 }
-                Event::KeyframeRequest(_) => {
-                    // RTMP/SRT publishers cannot be asked; the GOP cache starts viewers. WHIP publishers get a PLI.
-                    if out.last_pli.is_none_or(|t| t.elapsed() > PLI_INTERVAL) {
-                        out.last_pli = Some(Instant::now());
-                        if let Some(p) = core.inner.publisher(&core.key) {
-                            let _ = p.try_send(SessionMsg::RequestKeyframe);
-                        }
+                // RTMP/SRT publishers cannot be asked; the GOP cache starts viewers. WHIP publishers get a PLI.
+                Event::KeyframeRequest(_) if out.last_pli.is_none_or(|t| t.elapsed() > PLI_INTERVAL) => {
+                    out.last_pli = Some(Instant::now());
+                    if let Some(p) = core.inner.publisher(&core.key) {
+                        let _ = p.try_send(SessionMsg::RequestKeyframe);
                     }
                 }
                 _ => {}
@@ -311,10 +320,10 @@ fn write_video(core: &mut Core, out: &mut Out, sub: &Subscriber, frame: &Frame) 
     let data = h264::avcc_to_annexb(&frame.data, prefix);
     let n = data.len() as u64;
     let t = MediaTime::new(rescale(frame.pts, frame.timebase, 90_000).max(0) as u64, Frequency::NINETY_KHZ);
-    if let Some(w) = core.rtc.writer(mid) {
-        if let Err(e) = w.write(pt, Instant::now(), t, data) {
-            tracing::debug!(session = %core.id, error = %e, "whep video write failed");
-        }
+    if let Some(w) = core.rtc.writer(mid)
+        && let Err(e) = w.write(pt, Instant::now(), t, data)
+    {
+        tracing::debug!(session = %core.id, error = %e, "whep video write failed");
     }
     sub.count_out(n);
 }
@@ -322,10 +331,10 @@ fn write_video(core: &mut Core, out: &mut Out, sub: &Subscriber, frame: &Frame) 
 fn write_audio(core: &mut Core, out: &mut Out, frame: &Frame) {
     let Some((mid, Some(pt))) = out.audio else { return };
     let t = MediaTime::new(rescale(frame.pts, frame.timebase, RATE).max(0) as u64, Frequency::FORTY_EIGHT_KHZ);
-    if let Some(w) = core.rtc.writer(mid) {
-        if let Err(e) = w.write(pt, Instant::now(), t, frame.data.to_vec()) {
-            tracing::debug!(session = %core.id, error = %e, "whep audio write failed");
-        }
+    if let Some(w) = core.rtc.writer(mid)
+        && let Err(e) = w.write(pt, Instant::now(), t, frame.data.to_vec())
+    {
+        tracing::debug!(session = %core.id, error = %e, "whep audio write failed");
     }
 }
 
@@ -443,11 +452,11 @@ fn request_keyframe(core: &mut Core, st: &mut In) {
         return;
     }
     let Some(mid) = st.video_mid else { return };
-    if let Some(mut w) = core.rtc.writer(mid) {
-        if w.request_keyframe(None, KeyframeRequestKind::Pli).is_ok() {
-            st.last_pli = Some(Instant::now());
-            tracing::debug!(session = %core.id, stream = %core.key, "PLI sent to whip publisher");
-        }
+    if let Some(mut w) = core.rtc.writer(mid)
+        && w.request_keyframe(None, KeyframeRequestKind::Pli).is_ok()
+    {
+        st.last_pli = Some(Instant::now());
+        tracing::debug!(session = %core.id, stream = %core.key, "PLI sent to whip publisher");
     }
 }
 

@@ -20,7 +20,9 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, post};
 use ferrocast_http::ClientAddr;
-use ferrocast_hub::{AccessRequest, Direction, EntryKind, Protocol, PublishError, PublishRequest, StreamKey, SubscriberOptions};
+use ferrocast_hub::{
+    AccessRequest, Direction, EntryKind, Protocol, PublishError, PublishRequest, StreamKey, SubscriberOptions,
+};
 use ferrocast_media::{Codec, MediaType};
 use rand::Rng;
 use str0m::change::SdpOffer;
@@ -76,10 +78,7 @@ fn cors(rtc: &WebRtc, h: &mut HeaderMap) {
         h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
     }
     h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("POST, DELETE, PATCH, OPTIONS"));
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_HEADERS,
-        HeaderValue::from_static("Authorization, Content-Type, If-Match"),
-    );
+    h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("Authorization, Content-Type, If-Match"));
     h.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static("Location, Accept-Patch, Link"));
 }
 
@@ -207,7 +206,8 @@ fn accept(rtc: &WebRtc, offer: &str) -> Result<(Rtc, String, String), SignalErro
             Err(e) => tracing::warn!(candidate = %c, error = %e, "webrtc: unusable candidate"),
         }
     }
-    let answer = r.sdp_api().accept_offer(offer).map_err(|e| SignalError::BadRequest(format!("SDP offer refused: {e}")))?;
+    let answer =
+        r.sdp_api().accept_offer(offer).map_err(|e| SignalError::BadRequest(format!("SDP offer refused: {e}")))?;
     let ufrag = r.direct_api().local_ice_credentials().ufrag;
     Ok((r, answer.to_sdp_string(), ufrag))
 }
