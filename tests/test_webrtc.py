@@ -195,3 +195,53 @@ def test_whip_push_authentication(auth_server):
     r = requests.post(auth_server.http("/whip/live/signed2"), data="v=0",
                       headers={**sdp, "Authorization": f"Bearer txSecret={good}&txTime={tx_time}"}, timeout=5)
     assert r.status_code == 403, "the signature covers the stream name"
+
+
+def test_ice_tcp_candidate_answers_connectivity_checks(server):
+    """ICE over TCP: the answer carries a passive TCP candidate; a STUN binding request framed per RFC 4571 on it
+    gets a success response (aiortc has no ICE-TCP, so the check is made by hand with aioice's STUN codec)."""
+    import asyncio
+    import random
+    import socket
+
+    from aioice import stun
+    from aiortc import RTCPeerConnection
+
+    pub = publish(server.rtmp("icetcp"), 15, tune="zerolatency")
+    server.wait_media("icetcp")
+
+    async def offer():
+        pc = RTCPeerConnection()
+        pc.addTransceiver("video", direction="recvonly")
+        await pc.setLocalDescription(await pc.createOffer())
+        sdp = pc.localDescription.sdp
+        await pc.close()
+        return sdp
+
+    sdp = asyncio.run(offer())
+    r = requests.post(server.http("/whep/live/icetcp"), data=sdp, headers={"Content-Type": "application/sdp"},
+                      timeout=5)
+    assert r.status_code == 201, r.text
+    attr = lambda text, name: next(line.split(":", 1)[1].strip() for line in text.splitlines()  # noqa: E731
+                                   if line.startswith(f"a={name}:"))
+    tcp = [line for line in r.text.splitlines() if line.startswith("a=candidate") and " tcp " in line.lower()]
+    assert tcp and "tcptype passive" in tcp[0], r.text
+    host, port = tcp[0].split()[4], int(tcp[0].split()[5])
+    msg = stun.Message(message_method=stun.Method.BINDING, message_class=stun.Class.REQUEST)
+    msg.attributes["USERNAME"] = f"{attr(r.text, 'ice-ufrag')}:{attr(sdp, 'ice-ufrag')}"
+    msg.attributes["PRIORITY"] = 1_000_000
+    msg.attributes["ICE-CONTROLLING"] = random.getrandbits(64)
+    msg.attributes["USE-CANDIDATE"] = None
+    msg.add_message_integrity(attr(r.text, "ice-pwd").encode())
+    msg.add_fingerprint()
+    data = bytes(msg)
+    with socket.create_connection((host, port), timeout=5) as s:
+        s.sendall(len(data).to_bytes(2, "big") + data)
+        n = int.from_bytes(s.recv(2, socket.MSG_WAITALL), "big")
+        reply = stun.parse_message(s.recv(n, socket.MSG_WAITALL))
+        local = s.getsockname()
+    assert reply.message_class == stun.Class.RESPONSE, reply
+    assert reply.transaction_id == msg.transaction_id
+    assert tuple(reply.attributes["XOR-MAPPED-ADDRESS"]) == local
+    requests.delete(server.http(r.headers["Location"]), timeout=5)
+    pub.kill()

@@ -425,6 +425,9 @@ pub struct WebRtcSection {
     pub enabled: bool,
     /// The one UDP address every WebRTC session uses (ICE-lite; `host:0` picks a free port).
     pub udp_listen: String,
+    /// ICE over TCP for clients behind UDP-blocking firewalls (RFC 6544 passive candidates, RFC 4571 framing);
+    /// empty turns it off.
+    pub tcp_listen: String,
     /// Comma-separated public IPs or host names advertised as ICE candidates (with the UDP port). Behind NAT or
     /// in a container, put the address clients reach here. Empty: the bound IP, or the machine's primary IPv4
     /// address when bound to 0.0.0.0 (127.0.0.1 when it has none).
@@ -433,7 +436,12 @@ pub struct WebRtcSection {
 
 impl Default for WebRtcSection {
     fn default() -> Self {
-        WebRtcSection { enabled: true, udp_listen: "0.0.0.0:8000".into(), candidates: String::new() }
+        WebRtcSection {
+            enabled: true,
+            udp_listen: "0.0.0.0:8000".into(),
+            tcp_listen: "0.0.0.0:8000".into(),
+            candidates: String::new(),
+        }
     }
 }
 

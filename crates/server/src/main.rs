@@ -200,6 +200,7 @@ async fn run(config: Config) -> Result<(), RunError> {
     let webrtc = if config.webrtc.enabled {
         let rtc_config = ferrocast_webrtc::WebRtcConfig {
             udp_listen: config.webrtc.udp_listen.clone(),
+            tcp_listen: config.webrtc.tcp_listen.clone(),
             candidates: config
                 .webrtc
                 .candidates
@@ -212,7 +213,8 @@ async fn run(config: Config) -> Result<(), RunError> {
         };
         let rtc = ferrocast_webrtc::WebRtc::bind(rtc_config, hub.clone()).await?;
         match rtc.local_addr() {
-            Ok(addr) => tracing::info!(candidates = ?rtc.candidates(), "webrtc listening on udp {addr}"),
+            Ok(addr) => tracing::info!(candidates = ?rtc.candidates(), ice_tcp = ?rtc.tcp_local_addr(),
+                "webrtc listening on udp {addr}"),
             Err(e) => tracing::warn!("webrtc socket has no local address: {e}"),
         }
         tokio::spawn(rtc.clone().run());

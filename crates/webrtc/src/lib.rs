@@ -7,6 +7,8 @@
 //! - The answer advertises one host candidate per configured public IP/hostname ([`WebRtcConfig::candidates`]),
 //!   all on the UDP port. As an ICE-lite server we never send connectivity checks; the client's checks tell us
 //!   its address, so NAT in front of the server only needs the public IP in the candidate list.
+//! - ICE over TCP (RFC 6544 passive host candidates, RFC 4571 framing) on [`WebRtcConfig::tcp_listen`] for
+//!   clients behind firewalls that block UDP; TCP frames go through the same routing as datagrams.
 //! - Audio: WebRTC viewers get Opus. AAC streams are transcoded to Opus once per stream by a shared bridge task
 //!   ([`bridge`]); WHIP publishers' Opus goes to WHEP viewers untouched and is transcoded to AAC once for the hub
 //!   (RTMP/FLV/HLS viewers and recordings).
@@ -16,6 +18,7 @@ mod bridge;
 pub mod h264;
 mod session;
 mod signal;
+mod tcp;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -24,7 +27,7 @@ use std::sync::{Arc, Weak};
 use ferrocast_hub::{Hub, StreamKey};
 use ferrocast_media::Frame;
 use parking_lot::Mutex;
-use tokio::net::UdpSocket;
+use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{broadcast, mpsc};
 
 pub use signal::router;
@@ -34,6 +37,8 @@ pub use signal::router;
 pub struct WebRtcConfig {
     /// The UDP address every WebRTC session uses (`0.0.0.0:8000` by default).
     pub udp_listen: String,
+    /// The TCP address for ICE over TCP (passive candidates, RFC 4571 framing); empty turns it off.
+    pub tcp_listen: String,
     /// Public IPs or host names advertised as ICE candidates in SDP answers, all with the UDP port. Empty: the
     /// bound IP, or when bound to `0.0.0.0` the machine's primary IPv4 address (the one its default route
     /// uses), or `127.0.0.1` when there is none. Behind NAT or in a container, set the public IP here.
@@ -48,6 +53,7 @@ impl Default for WebRtcConfig {
     fn default() -> Self {
         WebRtcConfig {
             udp_listen: "0.0.0.0:8000".to_string(),
+            tcp_listen: String::new(),
             candidates: Vec::new(),
             default_domain: "localhost".to_string(),
             cors_allow_origin: "*".to_string(),
@@ -75,7 +81,7 @@ pub enum StartError {
 #[derive(Debug)]
 pub(crate) enum SessionMsg {
     /// A datagram from the client.
-    Datagram { source: SocketAddr, data: Vec<u8> },
+    Datagram { source: SocketAddr, data: Vec<u8>, tcp: bool },
     /// Ask the (WHIP) publisher for a keyframe.
     RequestKeyframe,
     /// End the session (DELETE, shutdown).
@@ -110,12 +116,17 @@ struct Registry {
     publishers: HashMap<StreamKey, mpsc::Sender<SessionMsg>>,
     /// Opus sources by stream (WHIP publishers and AAC bridges).
     feeds: HashMap<StreamKey, Weak<OpusFeed>>,
+    /// ICE-TCP connections by client address: their outgoing frame queues.
+    tcp: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>,
 }
 
 pub(crate) struct Inner {
     pub(crate) hub: Hub,
     pub(crate) socket: Arc<UdpSocket>,
     pub(crate) candidates: Vec<SocketAddr>,
+    /// The ICE-TCP candidates (same IPs, the TCP port); empty when ICE-TCP is off.
+    pub(crate) tcp_candidates: Vec<SocketAddr>,
+    tcp_listener: Mutex<Option<TcpListener>>,
     pub(crate) config: WebRtcConfig,
     registry: Mutex<Registry>,
 }
@@ -157,8 +168,28 @@ impl WebRtc {
         if candidates.is_empty() {
             candidates.push(SocketAddr::new(default_candidate_ip(local.ip()), port));
         }
+        let (tcp_listener, tcp_candidates) = match config.tcp_listen.trim() {
+            "" => (None, Vec::new()),
+            addr => {
+                let l = TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| StartError::Bind { addr: addr.to_string(), source })?;
+                let tcp_port =
+                    l.local_addr().map_err(|source| StartError::Bind { addr: addr.to_string(), source })?.port();
+                let c = candidates.iter().map(|c| SocketAddr::new(c.ip(), tcp_port)).collect();
+                (Some(l), c)
+            }
+        };
         Ok(WebRtc {
-            inner: Arc::new(Inner { hub, socket: Arc::new(socket), candidates, config, registry: Default::default() }),
+            inner: Arc::new(Inner {
+                hub,
+                socket: Arc::new(socket),
+                candidates,
+                tcp_candidates,
+                tcp_listener: Mutex::new(tcp_listener),
+                config,
+                registry: Default::default(),
+            }),
         })
     }
 
@@ -172,8 +203,16 @@ impl WebRtc {
         &self.inner.candidates
     }
 
-    /// Reads the UDP socket and routes datagrams to their sessions until the socket fails.
+    /// The bound ICE-TCP address, when ICE-TCP is on.
+    pub fn tcp_local_addr(&self) -> Option<SocketAddr> {
+        self.inner.tcp_listener.lock().as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// Reads the UDP socket (and accepts ICE-TCP connections) and routes packets to their sessions.
     pub async fn run(self) {
+        if let Some(listener) = self.inner.tcp_listener.lock().take() {
+            tokio::spawn(tcp::accept(self.inner.clone(), listener));
+        }
         let mut buf = vec![0u8; 2048];
         loop {
             let (n, source) = match self.inner.socket.recv_from(&mut buf).await {
@@ -189,7 +228,7 @@ impl WebRtc {
                 tracing::trace!(%source, len = n, "webrtc datagram for no session");
                 continue;
             };
-            let msg = SessionMsg::Datagram { source, data: data.to_vec() };
+            let msg = SessionMsg::Datagram { source, data: data.to_vec(), tcp: false };
             if tx.try_send(msg).is_err() {
                 tracing::debug!(%source, "webrtc session queue full; datagram dropped");
             }
@@ -207,7 +246,7 @@ impl WebRtc {
 
 impl Inner {
     /// The session a datagram belongs to: by source address, else by the STUN username's first part.
-    fn route(&self, source: SocketAddr, data: &[u8]) -> Option<mpsc::Sender<SessionMsg>> {
+    pub(crate) fn route(&self, source: SocketAddr, data: &[u8]) -> Option<mpsc::Sender<SessionMsg>> {
         let mut reg = self.registry.lock();
         if let Some(id) = reg.by_addr.get(&source) {
             return reg.sessions.get(id).map(|s| s.tx.clone());
@@ -218,6 +257,27 @@ impl Inner {
         let s = reg.sessions.get_mut(&id)?;
         s.addrs.push(source);
         Some(s.tx.clone())
+    }
+
+    pub(crate) fn tcp_connection(&self, peer: SocketAddr) -> Option<mpsc::Sender<Vec<u8>>> {
+        self.registry.lock().tcp.get(&peer).cloned()
+    }
+
+    pub(crate) fn set_tcp_connection(&self, peer: SocketAddr, tx: Option<mpsc::Sender<Vec<u8>>>) {
+        let mut reg = self.registry.lock();
+        match tx {
+            Some(tx) => {
+                reg.tcp.insert(peer, tx);
+            }
+            None => {
+                reg.tcp.remove(&peer);
+                if let Some(id) = reg.by_addr.remove(&peer)
+                    && let Some(s) = reg.sessions.get_mut(&id)
+                {
+                    s.addrs.retain(|a| *a != peer);
+                }
+            }
+        }
     }
 
     pub(crate) fn register(&self, id: &str, ufrag: &str, tx: mpsc::Sender<SessionMsg>) {

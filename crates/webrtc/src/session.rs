@@ -70,7 +70,16 @@ impl Core {
                         let m = self.inner.hub.metrics();
                         m.protocol(Protocol::WebRtc).bytes_out.fetch_add(t.contents.len() as u64, Ordering::Relaxed);
                     }
-                    if let Err(e) = self.inner.socket.send_to(&t.contents, t.destination).await {
+                    if t.proto == NetProtocol::Tcp {
+                        match self.inner.tcp_connection(t.destination) {
+                            Some(conn) => {
+                                if conn.try_send(t.contents.to_vec()).is_err() {
+                                    tracing::debug!(session = %self.id, "ice-tcp send queue full; packet dropped");
+                                }
+                            }
+                            None => tracing::debug!(session = %self.id, peer = %t.destination, "no ice-tcp connection"),
+                        }
+                    } else if let Err(e) = self.inner.socket.send_to(&t.contents, t.destination).await {
                         tracing::debug!(session = %self.id, error = %e, "webrtc send failed");
                     }
                 }
@@ -85,16 +94,15 @@ impl Core {
     }
 
     /// Feeds a datagram or timeout into the `Rtc`.
-    fn input(&mut self, source: SocketAddr, data: &[u8]) {
-        let destination = self
-            .inner
-            .candidates
-            .iter()
-            .find(|c| c.is_ipv4() == source.is_ipv4())
-            .or(self.inner.candidates.first())
-            .copied()
-            .unwrap_or(source);
-        match Receive::new(NetProtocol::Udp, source, destination, data) {
+    fn input(&mut self, source: SocketAddr, data: &[u8], tcp: bool) {
+        let (proto, locals) = if tcp {
+            (NetProtocol::Tcp, &self.inner.tcp_candidates)
+        } else {
+            (NetProtocol::Udp, &self.inner.candidates)
+        };
+        let destination =
+            locals.iter().find(|c| c.is_ipv4() == source.is_ipv4()).or(locals.first()).copied().unwrap_or(source);
+        match Receive::new(proto, source, destination, data) {
             Ok(r) => {
                 if let Err(e) = self.rtc.handle_input(Input::Receive(Instant::now(), r)) {
                     tracing::debug!(session = %self.id, error = %e, "webrtc input refused");
@@ -151,6 +159,8 @@ enum Wake {
     Timeout,
     Batch(Batch),
     Opus(Result<Frame, broadcast::error::RecvError>),
+    /// A viewer joined a stream (hub event).
+    Viewer(Option<StreamKey>),
 }
 
 async fn recv_feed(rx: &mut Option<broadcast::Receiver<Frame>>) -> Result<Frame, broadcast::error::RecvError> {
@@ -251,7 +261,7 @@ pub(crate) async fn run_play(mut core: Core, mut play: Play) {
             f = recv_feed(&mut feed_rx), if connected => Wake::Opus(f),
         };
         match wake {
-            Wake::Msg(Some(SessionMsg::Datagram { source, data, .. })) => core.input(source, &data),
+            Wake::Msg(Some(SessionMsg::Datagram { source, data, tcp })) => core.input(source, &data, tcp),
             Wake::Msg(Some(SessionMsg::RequestKeyframe)) => {}
             Wake::Msg(Some(SessionMsg::Stop)) | Wake::Msg(None) => core.stop = Some("stopped by server or client"),
             Wake::Timeout => core.timeout(),
@@ -270,6 +280,7 @@ pub(crate) async fn run_play(mut core: Core, mut play: Play) {
                 tracing::debug!(session = %core.id, lagged = n, "whep viewer skipped opus packets");
             }
             Wake::Opus(Err(broadcast::error::RecvError::Closed)) => feed_rx = None,
+            Wake::Viewer(_) => {}
         }
     }
     core.finish("whep play");
@@ -373,6 +384,7 @@ struct In {
     aac_track: bool,
     last_pli: Option<Instant>,
     frames: u64,
+    keyframes: u64,
 }
 
 /// Runs a WHIP publisher until it leaves or the stream is stopped.
@@ -400,8 +412,12 @@ pub(crate) async fn run_publish(mut core: Core, mut publish: Publish) {
         aac_track: false,
         last_pli: None,
         frames: 0,
+        keyframes: 0,
     };
     let mut retry = tokio::time::interval(Duration::from_secs(1));
+    let mut hub_events = core.inner.hub.events();
+    let gop_cache = core.inner.hub.config().gop_cache;
+    let mut events_open = true;
     loop {
         let timeout = core.drain(false).await;
         for e in core.take_events() {
@@ -419,12 +435,20 @@ pub(crate) async fn run_publish(mut core: Core, mut publish: Publish) {
             msg = core.rx.recv() => Wake::Msg(msg),
             _ = tokio::time::sleep_until(tokio::time::Instant::from_std(timeout)) => Wake::Timeout,
             _ = retry.tick() => Wake::Batch(Batch::Entries { skipped: 0 }),
+            ev = hub_events.recv(), if events_open => Wake::Viewer(match ev {
+                Ok(ferrocast_hub::HubEvent::ViewerJoined { key, .. }) => Some(key),
+                Err(broadcast::error::RecvError::Closed) => {
+                    events_open = false;
+                    None
+                }
+                _ => None,
+            }),
         };
         match wake {
-            Wake::Msg(Some(SessionMsg::Datagram { source, data, .. })) => {
+            Wake::Msg(Some(SessionMsg::Datagram { source, data, tcp })) => {
                 let m = core.inner.hub.metrics();
                 m.protocol(Protocol::WebRtc).bytes_in.fetch_add(data.len() as u64, Ordering::Relaxed);
-                core.input(source, &data)
+                core.input(source, &data, tcp)
             }
             Wake::Msg(Some(SessionMsg::RequestKeyframe)) => request_keyframe(&mut core, &mut st),
             Wake::Msg(Some(SessionMsg::Stop)) | Wake::Msg(None) => core.stop = Some("stopped by server or client"),
@@ -434,7 +458,12 @@ pub(crate) async fn run_publish(mut core: Core, mut publish: Publish) {
                     request_keyframe(&mut core, &mut st);
                 }
             }
-            Wake::Opus(_) => {}
+            // A viewer that cannot start from the GOP cache (none yet, or the cache is off) waits for the next
+            // keyframe: ask the publisher for one now instead of waiting for its keyframe interval.
+            Wake::Viewer(Some(key)) if key == core.key && (st.keyframes == 0 || !gop_cache) => {
+                request_keyframe(&mut core, &mut st)
+            }
+            Wake::Viewer(_) | Wake::Opus(_) => {}
         }
     }
     core.inner.set_publisher(&core.key, None, None);
@@ -506,6 +535,7 @@ fn on_media(core: &mut Core, st: &mut In, publish: &mut Publish, d: MediaData) {
                 return;
             }
             st.frames += 1;
+            st.keyframes += u64::from(unit.keyframe);
             let frame = Frame {
                 media: MediaType::Video,
                 codec: Codec::H264,

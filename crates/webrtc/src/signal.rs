@@ -206,6 +206,14 @@ fn accept(rtc: &WebRtc, offer: &str) -> Result<(Rtc, String, String), SignalErro
             Err(e) => tracing::warn!(candidate = %c, error = %e, "webrtc: unusable candidate"),
         }
     }
+    for c in &rtc.inner.tcp_candidates {
+        match Candidate::builder().tcp().host(*c).tcptype(str0m::net::TcpType::Passive).build() {
+            Ok(c) => {
+                r.add_local_candidate(c);
+            }
+            Err(e) => tracing::warn!(candidate = %c, error = %e, "webrtc: unusable ice-tcp candidate"),
+        }
+    }
     let answer =
         r.sdp_api().accept_offer(offer).map_err(|e| SignalError::BadRequest(format!("SDP offer refused: {e}")))?;
     let ufrag = r.direct_api().local_ice_credentials().ufrag;
