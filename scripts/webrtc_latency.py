@@ -3,13 +3,14 @@
 
 Method: this script draws each video frame itself with its index in 16 black/white 32x64 blocks, writes it as raw
 video to ffmpeg's stdin at 30 fps (recording the moment each frame is handed over), and ffmpeg encodes it with
-libx264 `-tune zerolatency -bf 0` and publishes it either over WHIP (ffmpeg 9.0.2 `-f whip`, Opus audio) or over
-RTMP (Debian ffmpeg, AAC audio, so the AAC -> Opus bridge is in the path). An aiortc 1.16 WHEP viewer in the same
+libx264 `-tune zerolatency -bf 0` and publishes it either over WHIP (ffmpeg 9.0.2 `-f whip`) or over RTMP (Debian
+ffmpeg); `--audio` adds a tone (Opus on WHIP, AAC on RTMP, so the AAC -> Opus bridge runs), at the price of
+ffmpeg's own interleaving delay on the publisher side. An aiortc 1.16 WHEP viewer in the same
 process decodes every frame, reads the index back from the blocks and takes `arrival - handed_over`. The figure is
 capture-to-decoded: x264 encode, the network hop, ferrocast, str0m, aiortc's jitter buffer and H.264 decode. The
 first 3 s (the GOP-cache start of an RTMP stream) are left out.
 
-    FERROCAST_BIN=target/debug/ferrocast .venv/bin/python scripts/webrtc_latency.py [seconds]
+    FERROCAST_BIN=target/debug/ferrocast .venv/bin/python scripts/webrtc_latency.py [seconds] [--audio]
 """
 from __future__ import annotations
 
@@ -77,12 +78,18 @@ class Feeder(threading.Thread):
                 pass
 
 
+WITH_AUDIO = "--audio" in sys.argv
+
+
 def encoder(ffmpeg: str, audio: list[str], out: list[str]) -> list[str]:
+    # Video only by default: with a second (lavfi, -re) input, ffmpeg's muxer interleaving holds video back by the
+    # start-up offset between the two inputs (several hundred ms), which is the publisher's latency, not ours.
+    inputs = ["-re", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"] if WITH_AUDIO else []
+    maps = ["-map", "0:v"] + (["-map", "1:a", *audio] if WITH_AUDIO else [])
     return [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error",
-            "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{W}x{H}", "-r", str(FPS), "-i", "-",
-            "-re", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
-            "-map", "0:v", "-map", "1:a", "-c:v", "libx264", "-tune", "zerolatency", "-bf", "0", "-g", "60",
-            "-profile:v", "baseline", "-pix_fmt", "yuv420p", *audio, *out]
+            "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{W}x{H}", "-r", str(FPS), "-i", "-", *inputs,
+            *maps, "-c:v", "libx264", "-tune", "zerolatency", "-bf", "0", "-g", "60",
+            "-profile:v", "baseline", "-pix_fmt", "yuv420p", *out]
 
 
 async def watch(url: str, feeder: Feeder, seconds: float) -> list[float]:
@@ -125,7 +132,8 @@ def report(name: str, lat: list[float]):
 
 
 def main():
-    seconds = float(sys.argv[1]) if len(sys.argv) > 1 else 15
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    seconds = float(args[0]) if args else 15
     s = Server(Path(tempfile.mkdtemp(prefix="rtc-latency-"))).start()
     try:
         # WHIP -> WHEP
