@@ -149,6 +149,26 @@ def test_aiortc_whip_publish_plays_over_flv(server, tmp_path):
     assert result.get("r", (0,))[0] == 201, result
 
 
+def test_vp8_whip_publish_plays_over_whep(server):
+    """A publisher that offers only VP8 (aiortc here) gets VP8; WHEP viewers get it as is (H.264-only publishers
+    are preferred for everything else: RTMP/FLV carry VP8 only as Enhanced RTMP `vp08`, HLS refuses it)."""
+    import asyncio
+    import threading
+
+    result = {}
+    t = threading.Thread(target=lambda: result.setdefault("r", asyncio.run(asyncio.wait_for(
+        webrtc_client.whip_publish(server.http("/whip/live/vp8"), 12, codec="VP8"), 40))), daemon=True)
+    t.start()
+    server.wait_live("vp8", timeout=20)
+    time.sleep(1.5)
+    r = webrtc_client.play(server.http("/whep/live/vp8"), 5)
+    assert r.status == 201, r.body
+    assert r.video_frames >= 30 and (r.width, r.height) == (640, 360), (r.video_frames, r.width, r.height)
+    assert r.audio_frames >= 100, r.audio_frames
+    t.join(40)
+    assert result.get("r", (0,))[0] == 201, result
+
+
 @pytest.fixture(scope="module")
 def auth_server(server_factory):
     return server_factory({

@@ -94,8 +94,8 @@ def play(url: str, seconds: float, **kw) -> WhepResult:
     return asyncio.run(asyncio.wait_for(whep_play(url, seconds, **kw), seconds + 20))
 
 
-async def whip_publish(url: str, seconds: float, token: str | None = None) -> tuple[int, str]:
-    """Publishes aiortc's synthetic video (H.264 preferred) + silence-free tone for `seconds` over WHIP."""
+async def whip_publish(url: str, seconds: float, token: str | None = None, codec: str = "H264") -> tuple[int, str]:
+    """Publishes a synthetic picture (`codec`: H264 or VP8 only in the offer) + a tone for `seconds` over WHIP."""
     import numpy as np
     from aiortc import AudioStreamTrack, VideoStreamTrack
     from av import AudioFrame, VideoFrame
@@ -125,7 +125,7 @@ async def whip_publish(url: str, seconds: float, token: str | None = None) -> tu
     vt = pc.addTransceiver(Video(), direction="sendonly")
     from aiortc.rtcrtpsender import RTCRtpSender
     caps = RTCRtpSender.getCapabilities("video")
-    vt.setCodecPreferences([c for c in caps.codecs if c.mimeType == "video/H264"])
+    vt.setCodecPreferences([c for c in caps.codecs if c.mimeType == f"video/{codec}"])
     pc.addTransceiver(Tone(), direction="sendonly")
     await pc.setLocalDescription(await pc.createOffer())
     headers = {"Content-Type": "application/sdp"}

@@ -180,7 +180,8 @@ pub(crate) struct Play {
 }
 
 struct Out {
-    video: Option<(Mid, Option<Pt>)>,
+    /// The video mid and the negotiated H.264 and VP8 payload types.
+    video: Option<(Mid, Option<Pt>, Option<Pt>)>,
     audio: Option<(Mid, Option<Pt>)>,
     parameter_sets: Vec<Vec<u8>>,
     warned_codec: bool,
@@ -227,7 +228,11 @@ pub(crate) async fn run_play(mut core: Core, mut play: Play) {
         for e in core.take_events() {
             match e {
                 Event::MediaAdded(m) => match m.kind {
-                    MediaKind::Video => out.video = Some((m.mid, find_pt(&mut core.rtc, m.mid, RtcCodec::H264))),
+                    MediaKind::Video => {
+                        let h264 = find_pt(&mut core.rtc, m.mid, RtcCodec::H264);
+                        let vp8 = find_pt(&mut core.rtc, m.mid, RtcCodec::Vp8);
+                        out.video = Some((m.mid, h264, vp8));
+                    }
                     MediaKind::Audio => out.audio = Some((m.mid, find_pt(&mut core.rtc, m.mid, RtcCodec::Opus))),
                 },
                 Event::Connected => {
@@ -305,30 +310,32 @@ fn write_entries(core: &mut Core, out: &mut Out, sub: &Subscriber, entries: &[Ar
 }
 
 fn write_video(core: &mut Core, out: &mut Out, sub: &Subscriber, frame: &Frame) {
-    let Some((mid, Some(pt))) = out.video else {
-        if !out.warned_codec {
-            out.warned_codec = true;
-            tracing::warn!(session = %core.id, stream = %core.key, "whep viewer did not offer H.264 video; sending audio only");
-        }
-        return;
+    let pt = match (out.video, frame.codec) {
+        (Some((mid, Some(pt), _)), Codec::H264) => Some((mid, pt)),
+        (Some((mid, _, Some(pt))), Codec::Vp8) => Some((mid, pt)),
+        _ => None,
     };
-    if frame.codec != Codec::H264 {
+    let Some((mid, pt)) = pt else {
         if !out.warned_codec {
             out.warned_codec = true;
             tracing::warn!(session = %core.id, stream = %core.key, codec = frame.codec.name(),
-                "video codec not supported over WHEP (H.264 only); sending audio only");
+                "video codec not negotiated with this WHEP viewer (H.264 and VP8 are sent); sending audio only");
         }
         return;
-    }
-    if frame.pts != frame.dts {
-        core.inner.hub.metrics().webrtc_bframes_refused.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(session = %core.id, stream = %core.key,
-            "H.264 with B-frames cannot be played over WebRTC; ending the WHEP session (publish without B-frames: x264 -bf 0 / tune zerolatency, OBS B-frames 0)");
-        core.stop = Some("b-frames in the stream");
-        return;
-    }
-    let prefix: &[Vec<u8>] = if frame.keyframe { &out.parameter_sets } else { &[] };
-    let data = h264::avcc_to_annexb(&frame.data, prefix);
+    };
+    let data = if frame.codec == Codec::H264 {
+        if frame.pts != frame.dts {
+            core.inner.hub.metrics().webrtc_bframes_refused.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(session = %core.id, stream = %core.key,
+                "H.264 with B-frames cannot be played over WebRTC; ending the WHEP session (publish without B-frames: x264 -bf 0 / tune zerolatency, OBS B-frames 0)");
+            core.stop = Some("b-frames in the stream");
+            return;
+        }
+        let prefix: &[Vec<u8>] = if frame.keyframe { &out.parameter_sets } else { &[] };
+        h264::avcc_to_annexb(&frame.data, prefix)
+    } else {
+        frame.data.to_vec()
+    };
     let n = data.len() as u64;
     let t = MediaTime::new(rescale(frame.pts, frame.timebase, 90_000).max(0) as u64, Frequency::NINETY_KHZ);
     if let Some(w) = core.rtc.writer(mid)
@@ -544,6 +551,41 @@ fn on_media(core: &mut Core, st: &mut In, publish: &mut Publish, d: MediaData) {
                 pts: ts,
                 keyframe: unit.keyframe,
                 data: Bytes::from(unit.data),
+            };
+            push(core, publish, frame);
+        }
+        RtcCodec::Vp8 => {
+            let ts = st.video_clock.time(core.started, d.time, d.network_time, 90_000);
+            let keyframe = d.is_keyframe();
+            if st.video_config.is_none() {
+                if !keyframe {
+                    request_keyframe(core, st);
+                    return;
+                }
+                match TrackInfo::from_config(Codec::Vp8, 90_000, Bytes::new()) {
+                    Ok(info) => {
+                        if publish.publisher.set_track(info).is_err() {
+                            core.stop = Some("stream stopped by the server");
+                            return;
+                        }
+                        st.video_config = Some(Bytes::new());
+                    }
+                    Err(e) => {
+                        tracing::warn!(session = %core.id, error = %e, "whip: VP8 track refused");
+                        return;
+                    }
+                }
+            }
+            st.frames += 1;
+            st.keyframes += u64::from(keyframe);
+            let frame = Frame {
+                media: MediaType::Video,
+                codec: Codec::Vp8,
+                timebase: 90_000,
+                dts: ts,
+                pts: ts,
+                keyframe,
+                data: Bytes::copy_from_slice(&d.data),
             };
             push(core, publish, frame);
         }

@@ -189,13 +189,15 @@ fn check(
     })
 }
 
-/// A new `Rtc` with our candidates that accepted `offer`: the answer SDP and the local ICE ufrag.
-fn accept(rtc: &WebRtc, offer: &str) -> Result<(Rtc, String, String), SignalError> {
+/// A new `Rtc` with our candidates that accepted `offer`: the answer SDP and the local ICE ufrag. H.264, Opus
+/// and, when `vp8`, VP8.
+fn accept(rtc: &WebRtc, offer: &str, vp8: bool) -> Result<(Rtc, String, String), SignalError> {
     let offer = SdpOffer::from_sdp_string(offer).map_err(|e| SignalError::BadRequest(format!("bad SDP offer: {e}")))?;
     let mut r = Rtc::builder()
         .set_ice_lite(true)
         .clear_codecs()
         .enable_h264(true)
+        .enable_vp8(vp8)
         .enable_opus(true, false)
         .build(Instant::now());
     for c in &rtc.inner.candidates {
@@ -293,7 +295,8 @@ fn start_play(
         // A WHIP publisher's Opus feed, if any (the hub then carries AAC for the other protocols).
         _ => rtc.inner.feed_or(&key, || None),
     };
-    let (r, answer, ufrag) = accept(rtc, offer)?;
+    // Viewers may get VP8 (from a VP8 WHIP publisher); the writer picks the payload type per frame codec.
+    let (r, answer, ufrag) = accept(rtc, offer, true)?;
     let id = session_id();
     let (tx, rx) = mpsc::channel(512);
     rtc.inner.register(&id, &ufrag, tx);
@@ -354,7 +357,10 @@ fn start_publish(
     offer: &str,
 ) -> Result<(String, String), SignalError> {
     check(rtc, Direction::Publish, t, client, headers)?;
-    let (r, answer, ufrag) = accept(rtc, offer)?;
+    // Publishers send H.264 whenever they offer it (RTMP/FLV/HLS viewers need it); VP8 only from those that
+    // offer nothing else (it then plays over WHEP, and as Enhanced RTMP `vp08` FLV; HLS refuses it).
+    let offers_h264 = offer.to_ascii_uppercase().contains("H264/90000");
+    let (r, answer, ufrag) = accept(rtc, offer, !offers_h264)?;
     let hub = &rtc.inner.hub;
     let req = PublishRequest {
         key: t.key.clone(),
