@@ -144,7 +144,10 @@ def test_aiortc_whip_publish_plays_over_flv(server, tmp_path):
     assert (m.video_stream["width"], m.video_stream["height"]) == (640, 360), m.summary()
     assert m.audio_stream and m.audio_stream["codec_name"] == "aac" and len(m.audio) > 50, m.summary()
     assert len(m.video) > 20, m.summary()
-    assert not decode_errors(tmp_path / "aio.flv")
+    # A camera/encoder-paced source has a variable frame rate: ffmpeg's null muxer, rounding to its guessed 1/fps
+    # time base, reports two frames closer than one tick as "non monotonically increasing dts"; not a stream fault.
+    errors = [e for e in decode_errors(tmp_path / "aio.flv") if "non monotonically increasing dts to muxer" not in e]
+    assert not errors, errors
     t.join(40)
     assert result.get("r", (0,))[0] == 201, result
 

@@ -105,7 +105,10 @@ def test_chromium_whip_publish_plays_over_flv(netns, server, tmp_path):
     assert m.video_stream and m.video_stream["codec_name"] == "h264", m.summary()
     assert m.audio_stream and m.audio_stream["codec_name"] == "aac" and len(m.audio) > 50, m.summary()
     assert len(m.video) > 30, m.summary()
-    assert not decode_errors(tmp_path / "chrome.flv")
+    # A camera/encoder-paced source has a variable frame rate: ffmpeg's null muxer, rounding to its guessed 1/fps
+    # time base, reports two frames closer than one tick as "non monotonically increasing dts"; not a stream fault.
+    errors = [e for e in decode_errors(tmp_path / "chrome.flv") if "non monotonically increasing dts to muxer" not in e]
+    assert not errors, errors
     t.join(60)
     out = res.get("out", {})
     print("chromium whip:", {k: v for k, v in out.items() if k != "console"}, m.summary())
