@@ -429,8 +429,8 @@ pub struct WebRtcSection {
     /// empty turns it off.
     pub tcp_listen: String,
     /// Comma-separated public IPs or host names advertised as ICE candidates (with the UDP port). Behind NAT or
-    /// in a container, put the address clients reach here. Empty: the bound IP, or the machine's primary IPv4
-    /// address when bound to 0.0.0.0 (127.0.0.1 when it has none).
+    /// in a container, put the address clients reach here. Empty: the bound IP, or every local non-loopback IPv4
+    /// address when bound to 0.0.0.0 (127.0.0.1 when there is none).
     pub candidates: String,
 }
 

@@ -40,8 +40,8 @@ pub struct WebRtcConfig {
     /// The TCP address for ICE over TCP (passive candidates, RFC 4571 framing); empty turns it off.
     pub tcp_listen: String,
     /// Public IPs or host names advertised as ICE candidates in SDP answers, all with the UDP port. Empty: the
-    /// bound IP, or when bound to `0.0.0.0` the machine's primary IPv4 address (the one its default route
-    /// uses), or `127.0.0.1` when there is none. Behind NAT or in a container, set the public IP here.
+    /// bound IP, or when bound to `0.0.0.0` every local non-loopback IPv4 address (the default route's first),
+    /// or `127.0.0.1` when there is none. Behind NAT or in a container, set the public IP here.
     pub candidates: Vec<String>,
     /// Domain used when the request names none.
     pub default_domain: String,
@@ -166,7 +166,7 @@ impl WebRtc {
             }
         }
         if candidates.is_empty() {
-            candidates.push(SocketAddr::new(default_candidate_ip(local.ip()), port));
+            candidates = default_candidate_ips(local.ip()).into_iter().map(|ip| SocketAddr::new(ip, port)).collect();
         }
         let (tcp_listener, tcp_candidates) = match config.tcp_listen.trim() {
             "" => (None, Vec::new()),
@@ -346,19 +346,54 @@ impl Inner {
     }
 }
 
-/// The candidate IP when none is configured: the bound IP, else the primary IPv4 address, else loopback.
-fn default_candidate_ip(bound: IpAddr) -> IpAddr {
+/// The candidate IPs when none is configured: the bound IP; when bound to `0.0.0.0`, every local non-loopback
+/// IPv4 address (Linux: `/proc/net/fib_trie`), else the primary one (the default route's source), else loopback.
+fn default_candidate_ips(bound: IpAddr) -> Vec<IpAddr> {
     if !bound.is_unspecified() {
-        return bound;
+        return vec![bound];
     }
+    let usable = |ip: &IpAddr| !ip.is_unspecified() && !ip.is_loopback();
+    let mut ips: Vec<IpAddr> = std::fs::read_to_string("/proc/net/fib_trie")
+        .map(|t| local_ipv4_from_fib_trie(&t))
+        .unwrap_or_default()
+        .into_iter()
+        .map(IpAddr::V4)
+        .filter(usable)
+        .collect();
     // Connecting a UDP socket sends nothing; it only asks the kernel which source address the route would use.
     let primary = std::net::UdpSocket::bind("0.0.0.0:0")
         .and_then(|s| s.connect("192.0.2.1:9").map(|_| s))
         .and_then(|s| s.local_addr())
         .map(|a| a.ip())
         .ok()
-        .filter(|ip| !ip.is_unspecified() && !ip.is_loopback());
-    primary.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
+        .filter(usable);
+    if let Some(p) = primary {
+        // The primary address first: it is the one most clients can reach.
+        ips.retain(|ip| *ip != p);
+        ips.insert(0, p);
+    }
+    if ips.is_empty() {
+        ips.push(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    }
+    ips
+}
+
+/// The local addresses listed in `/proc/net/fib_trie` (`|-- A.B.C.D` followed by `/32 host LOCAL`).
+fn local_ipv4_from_fib_trie(text: &str) -> Vec<Ipv4Addr> {
+    let mut out = Vec::new();
+    let mut last: Option<Ipv4Addr> = None;
+    for line in text.lines() {
+        let line = line.trim();
+        if let Some(ip) = line.strip_prefix("|-- ") {
+            last = ip.parse().ok();
+        } else if line.contains("/32 host LOCAL")
+            && let Some(ip) = last.take()
+            && !out.contains(&ip)
+        {
+            out.push(ip);
+        }
+    }
+    out
 }
 
 /// The local (first) part of the USERNAME attribute of a STUN message, if `data` is one.
@@ -404,7 +439,15 @@ mod tests {
     #[test]
     fn a_specific_bind_address_is_the_default_candidate() {
         let ip: IpAddr = "10.1.2.3".parse().unwrap();
-        assert_eq!(default_candidate_ip(ip), ip);
-        assert!(!default_candidate_ip("0.0.0.0".parse().unwrap()).is_unspecified());
+        assert_eq!(default_candidate_ips(ip), vec![ip]);
+        let any = default_candidate_ips("0.0.0.0".parse().unwrap());
+        assert!(!any.is_empty() && any.iter().all(|ip| !ip.is_unspecified()));
+    }
+
+    #[test]
+    fn fib_trie_local_addresses() {
+        let text = "Main:\n  +-- 0.0.0.0/0 3 0 5\n     |-- 0.0.0.0\n        /0 universe UNICAST\n           |-- 10.0.0.5\n              /32 host LOCAL\n           |-- 10.0.0.255\n              /32 link BROADCAST\n           |-- 127.0.0.1\n              /32 host LOCAL\nLocal:\n           |-- 10.0.0.5\n              /32 host LOCAL\n";
+        let want: Vec<Ipv4Addr> = vec!["10.0.0.5".parse().unwrap(), "127.0.0.1".parse().unwrap()];
+        assert_eq!(local_ipv4_from_fib_trie(text), want);
     }
 }
