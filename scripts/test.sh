@@ -20,7 +20,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 step "Debian packages"
-DEB_PACKAGES=(ffmpeg srt-tools openssl nginx-light libnginx-mod-rtmp postgresql chromium curl xz-utils ca-certificates)
+DEB_PACKAGES=(ffmpeg srt-tools libopus-dev pkg-config iproute2 openssl nginx-light libnginx-mod-rtmp postgresql chromium curl xz-utils ca-certificates)
 missing=()
 for pkg in "${DEB_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

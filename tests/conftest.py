@@ -270,6 +270,9 @@ class Server:
                 "FERROCAST_HTTP_LISTEN": f"127.0.0.1:{self.http_port}",
                 "FERROCAST_SRT_LISTEN": f"127.0.0.1:{self.srt_port}",
                 "FERROCAST_STORAGE_DATA_DIR": str(self.data_dir),
+                # WebRTC media on a free UDP port (the SDP answer carries it).
+                "FERROCAST_WEBRTC_UDP_LISTEN": "127.0.0.1:0",
+                "FERROCAST_WEBRTC_TCP_LISTEN": "127.0.0.1:0",
             })
             if rtmps:
                 self.env.update({

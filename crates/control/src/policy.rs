@@ -133,7 +133,7 @@ impl ControlPolicy {
             return Err(Denied::forbidden(format!("forbidden domain {}", d.name)));
         }
         verify_tx_secret(&snap.auth_key(&d.name), &req.key.stream, req.params, (self.clock)())?;
-        if matches!(req.protocol, Protocol::HttpFlv | Protocol::Hls | Protocol::Dash) {
+        if matches!(req.protocol, Protocol::HttpFlv | Protocol::Hls | Protocol::Dash | Protocol::WebRtc) {
             check_referer(&snap.referer(&d.name), req.referer)?;
         }
         Ok(())

@@ -70,12 +70,21 @@ pub enum Protocol {
     Dash,
     /// MPEG-TS over SRT (publish and `m=request` play).
     Srt,
+    /// WebRTC: WHIP ingest and WHEP playback.
+    WebRtc,
 }
 
 impl Protocol {
     /// Every protocol, in the order metrics list them.
-    pub const ALL: [Protocol; 6] =
-        [Protocol::Rtmp, Protocol::Rtmps, Protocol::HttpFlv, Protocol::Hls, Protocol::Dash, Protocol::Srt];
+    pub const ALL: [Protocol; 7] = [
+        Protocol::Rtmp,
+        Protocol::Rtmps,
+        Protocol::HttpFlv,
+        Protocol::Hls,
+        Protocol::Dash,
+        Protocol::Srt,
+        Protocol::WebRtc,
+    ];
 
     /// A lowercase label for metrics and logs.
     pub fn label(self) -> &'static str {
@@ -86,6 +95,7 @@ impl Protocol {
             Protocol::Hls => "hls",
             Protocol::Dash => "dash",
             Protocol::Srt => "srt",
+            Protocol::WebRtc => "webrtc",
         }
     }
 

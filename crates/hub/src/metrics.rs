@@ -43,6 +43,12 @@ pub struct Metrics {
     pub srt_packets_dropped: AtomicU64,
     /// The round-trip time of the SRT connection that reported last, in microseconds.
     pub srt_rtt_us: AtomicI64,
+    /// WebRTC plays refused or ended because the stream's H.264 has B-frames, which WebRTC cannot carry.
+    pub webrtc_bframes_refused: AtomicU64,
+    /// Audio transcoders (AAC to Opus, Opus to AAC) running now, one per stream and direction.
+    pub audio_transcoders: AtomicI64,
+    /// Audio frames the transcoders could not decode or encode.
+    pub audio_transcode_errors: AtomicU64,
 }
 
 impl Metrics {
@@ -76,7 +82,7 @@ impl Metrics {
                 let _ = writeln!(out, "{name}{{protocol=\"{}\"}} {}", p.label(), value(self.protocol(p)));
             }
         }
-        let singles: [(&str, &str, &str, i128); 9] = [
+        let singles: [(&str, &str, &str, i128); 12] = [
             ("ferrocast_streams", "gauge", "Live streams now.", gauge(&self.streams) as i128),
             (
                 "ferrocast_frames_dropped_slow_viewer_total",
@@ -120,6 +126,24 @@ impl Metrics {
                 "gauge",
                 "Round-trip time of the SRT connection that reported last.",
                 gauge(&self.srt_rtt_us) as i128,
+            ),
+            (
+                "ferrocast_webrtc_bframes_refused_total",
+                "counter",
+                "WebRTC plays refused or ended because the H.264 stream has B-frames.",
+                load(&self.webrtc_bframes_refused) as i128,
+            ),
+            (
+                "ferrocast_audio_transcoders",
+                "gauge",
+                "Audio transcoders (AAC to Opus, Opus to AAC) running now.",
+                gauge(&self.audio_transcoders) as i128,
+            ),
+            (
+                "ferrocast_audio_transcode_errors_total",
+                "counter",
+                "Audio frames the transcoders could not decode or encode.",
+                load(&self.audio_transcode_errors) as i128,
             ),
         ];
         for (name, kind, help, value) in singles {

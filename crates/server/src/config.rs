@@ -71,6 +71,8 @@ pub struct Config {
     pub timeshift: TimeShiftSection,
     /// SRT ingest and playback.
     pub srt: SrtSection,
+    /// WebRTC: WHIP ingest and WHEP playback.
+    pub webrtc: WebRtcSection,
 }
 
 /// `[srt]`
@@ -451,6 +453,34 @@ pub struct TimeShiftSection {
 impl Default for TimeShiftSection {
     fn default() -> Self {
         TimeShiftSection { enabled: true, root: String::new(), cleanup_interval_ms: 60_000 }
+    }
+}
+
+/// `[webrtc]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebRtcSection {
+    /// Serve WHIP (`/whip/...`) and WHEP (`/whep/...`) on the HTTP listener and WebRTC media on `udp_listen`.
+    pub enabled: bool,
+    /// The one UDP address every WebRTC session uses (ICE-lite; `host:0` picks a free port).
+    pub udp_listen: String,
+    /// ICE over TCP for clients behind UDP-blocking firewalls (RFC 6544 passive candidates, RFC 4571 framing);
+    /// empty turns it off.
+    pub tcp_listen: String,
+    /// Comma-separated public IPs or host names advertised as ICE candidates (with the UDP port). Behind NAT or
+    /// in a container, put the address clients reach here. Empty: the bound IP, or every local non-loopback IPv4
+    /// address when bound to 0.0.0.0 (127.0.0.1 when there is none).
+    pub candidates: String,
+}
+
+impl Default for WebRtcSection {
+    fn default() -> Self {
+        WebRtcSection {
+            enabled: true,
+            udp_listen: "0.0.0.0:8000".into(),
+            tcp_listen: "0.0.0.0:8000".into(),
+            candidates: String::new(),
+        }
     }
 }
 

@@ -127,6 +127,9 @@ enum RunError {
     CallbackCa(String, std::io::Error),
     #[error("srt: {0}")]
     Srt(#[from] ferrocast_srt::SrtError),
+    /// The WebRTC UDP port or a candidate could not be set up.
+    #[error("{0}")]
+    WebRtc(#[from] ferrocast_webrtc::StartError),
 }
 
 async fn bind(what: &'static str, addr: &str) -> Result<TcpListener, RunError> {
@@ -207,6 +210,31 @@ async fn run(config: Config) -> Result<(), RunError> {
             max_batch: config.play.max_batch,
         };
         Some(ferrocast_srt::SrtServer::bind(&config.srt.listen, options).await?)
+    } else {
+        None
+    };
+    let webrtc = if config.webrtc.enabled {
+        let rtc_config = ferrocast_webrtc::WebRtcConfig {
+            udp_listen: config.webrtc.udp_listen.clone(),
+            tcp_listen: config.webrtc.tcp_listen.clone(),
+            candidates: config
+                .webrtc
+                .candidates
+                .split(',')
+                .map(|c| c.trim().to_string())
+                .filter(|c| !c.is_empty())
+                .collect(),
+            default_domain: config.server.default_domain.clone(),
+            cors_allow_origin: config.http.cors_allow_origin.clone(),
+        };
+        let rtc = ferrocast_webrtc::WebRtc::bind(rtc_config, hub.clone()).await?;
+        match rtc.local_addr() {
+            Ok(addr) => tracing::info!(candidates = ?rtc.candidates(), ice_tcp = ?rtc.tcp_local_addr(),
+                "webrtc listening on udp {addr}"),
+            Err(e) => tracing::warn!("webrtc socket has no local address: {e}"),
+        }
+        tokio::spawn(rtc.clone().run());
+        Some(rtc)
     } else {
         None
     };
@@ -321,9 +349,11 @@ async fn run(config: Config) -> Result<(), RunError> {
         hub: hub.clone(),
         rates: Arc::default(),
     };
-    let app = ferrocast_http::router(state)
-        .merge(ferrocast_control::api_router(api))
-        .into_make_service_with_connect_info::<ClientAddr>();
+    let mut router = ferrocast_http::router(state).merge(ferrocast_control::api_router(api));
+    if let Some(rtc) = &webrtc {
+        router = router.merge(ferrocast_webrtc::router(rtc.clone()));
+    }
+    let app = router.into_make_service_with_connect_info::<ClientAddr>();
     let mut http_shutdown = shutdown_rx.clone();
     let http = axum::serve(StallTimeoutListener::new(http_listener, stall_timeout, metrics.clone()), app)
         .with_graceful_shutdown(async move {
@@ -340,6 +370,9 @@ async fn run(config: Config) -> Result<(), RunError> {
     wait_for_signal().await;
     tracing::info!("shutting down");
     hub.shutdown();
+    if let Some(rtc) = &webrtc {
+        rtc.shutdown();
+    }
     let _ = shutdown_tx.send(true);
     let deadline = Duration::from_millis(config.server.shutdown_timeout_ms);
     let all = async {
