@@ -168,6 +168,10 @@ def test_vp8_whip_publish_plays_over_whep(server):
     assert r.status == 201, r.body
     assert r.video_frames >= 30 and (r.width, r.height) == (640, 360), (r.video_frames, r.width, r.height)
     assert r.audio_frames >= 100, r.audio_frames
+    # The HLS/DASH family refuses VP8 with a clear error instead of serving a stream no player can decode.
+    for path, word in [("/live/vp8.m3u8", "MPEG-TS"), ("/live/vp8.m3u8?format=fmp4", "fMP4"), ("/live/vp8.mpd", "DASH")]:
+        refused = requests.get(server.http(path), timeout=15)
+        assert refused.status_code == 400 and word in refused.text, (path, refused.status_code, refused.text)
     t.join(40)
     assert result.get("r", (0,))[0] == 201, result
 

@@ -538,6 +538,11 @@ impl Package {
         {
             return Err(PackageError::Unsupported(format!("MPEG-TS: {e}; use format=fmp4")));
         }
+        if container == Container::Fmp4
+            && let Err(e) = fmp4::init_segment(v, a)
+        {
+            return Err(PackageError::Unsupported(format!("fMP4: {e}")));
+        }
         let base = format!("{}/hls/{}/", hls::uri_component(&self.key.stream), variant.path());
         let window = self.config.window_segments;
         let skip = st.segments.len().saturating_sub(window);
@@ -609,6 +614,16 @@ impl Package {
             return Err(PackageError::NotReady);
         };
         let first_gen = first.generation.generation.id;
+        // A track DASH cannot carry would silently drop out of the manifest: refuse instead.
+        let g = st.segmenter.generation();
+        for track in [g.video.as_deref(), g.audio.as_deref()].into_iter().flatten() {
+            if fmp4::codec_string(track).is_none() {
+                return Err(PackageError::Unsupported(format!(
+                    "DASH: {} cannot be carried in fMP4",
+                    track.codec.name()
+                )));
+            }
+        }
         let &(ast_wall, ast_dts) = st.anchors.get(&first_gen).unwrap_or(&(first.data.wall_ms, first.data.start_ms));
         // Media time `ast_dts` of the first generation is availabilityStartTime.
         let ast = ast_wall - ast_dts;

@@ -32,10 +32,8 @@ fn ts_input() -> Option<Vec<u8>> {
 }
 
 async fn start(passphrase: Option<&str>) -> (Hub, std::net::SocketAddr, watch::Sender<bool>) {
-    let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let addr = format!("127.0.0.1:{port}");
     let hub = Hub::new(HubConfig::default(), Arc::new(Metrics::default()));
-    let options = SrtServeOptions {
+    let options = || SrtServeOptions {
         default_domain: "srt.example".into(),
         passphrase: passphrase.map(str::to_string),
         pbkeylen: 0,
@@ -44,7 +42,20 @@ async fn start(passphrase: Option<&str>) -> (Hub, std::net::SocketAddr, watch::S
         stall_timeout: Duration::from_secs(5),
         max_batch: 256,
     };
-    let server = SrtServer::bind(&addr, options).await.unwrap();
+    // A port found free may be taken by a parallel test before we bind it: try another one then.
+    let mut attempt = 0;
+    let (server, addr) = loop {
+        let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let addr = format!("127.0.0.1:{port}");
+        match SrtServer::bind(&addr, options()).await {
+            Ok(server) => break (server, addr),
+            Err(e) if attempt < 20 => {
+                attempt += 1;
+                eprintln!("bind {addr}: {e}; retrying");
+            }
+            Err(e) => panic!("no free UDP port: {e}"),
+        }
+    };
     let (tx, rx) = watch::channel(false);
     tokio::spawn(server.serve(hub.clone(), rx));
     (hub, addr.parse().unwrap(), tx)
