@@ -734,6 +734,49 @@ enum ReadState {
     Tag,
 }
 
+/// The tracks and frames of a whole FLV file.
+#[derive(Debug, Clone, Default)]
+pub struct FlvMedia {
+    /// The video track, from the last video sequence header.
+    pub video: Option<TrackInfo>,
+    /// The audio track, from the last audio sequence header.
+    pub audio: Option<TrackInfo>,
+    /// Every audio and video frame, in file order, with millisecond timestamps.
+    pub frames: Vec<Frame>,
+}
+
+/// Reads a whole FLV file (e.g. a `--file` source to loop, or a recording) into its tracks and frames.
+pub fn demux(data: &[u8]) -> Result<FlvMedia, FlvError> {
+    let mut reader = FlvReader::new();
+    reader.push(data);
+    let mut media = FlvMedia::default();
+    while let Some(tag) = reader.next_tag()? {
+        let ts = i64::from(tag.timestamp_ms);
+        match tag.tag_type {
+            TAG_VIDEO => match parse_video_tag(&tag.body)? {
+                VideoTag::Config { codec, config } => {
+                    media.video = Some(
+                        TrackInfo::from_config(codec, 1000, config)
+                            .map_err(|_| FlvError::Invalid("video sequence header"))?,
+                    )
+                }
+                t => media.frames.extend(video_frame_from_tag(t, ts)),
+            },
+            TAG_AUDIO => match parse_audio_tag(&tag.body)? {
+                AudioTag::Config { codec, config } => {
+                    media.audio = Some(
+                        TrackInfo::from_config(codec, 1000, config)
+                            .map_err(|_| FlvError::Invalid("audio sequence header"))?,
+                    )
+                }
+                t => media.frames.extend(audio_frame_from_tag(t, ts)),
+            },
+            _ => {}
+        }
+    }
+    Ok(media)
+}
+
 /// A sans-IO FLV stream reader: [`push`](FlvReader::push) bytes as they arrive (file chunks, an HTTP body),
 /// then call [`next_tag`](FlvReader::next_tag) until it returns `Ok(None)`.
 ///

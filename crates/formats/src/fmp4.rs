@@ -1088,29 +1088,9 @@ mod tests {
     }
 
     fn read_flv(data: &[u8]) -> Demuxed {
-        use crate::flv;
-        let mut reader = flv::FlvReader::new();
-        reader.push(data);
-        let mut d = Demuxed::default();
-        while let Some(tag) = reader.next_tag().unwrap() {
-            let ts = i64::from(tag.timestamp_ms);
-            match tag.tag_type {
-                flv::TAG_VIDEO => match flv::parse_video_tag(&tag.body).unwrap() {
-                    flv::VideoTag::Config { codec, config } => {
-                        d.video = Some(TrackInfo::from_config(codec, 1000, config).unwrap())
-                    }
-                    t => d.vframes.extend(flv::video_frame_from_tag(t, ts)),
-                },
-                flv::TAG_AUDIO => match flv::parse_audio_tag(&tag.body).unwrap() {
-                    flv::AudioTag::Config { codec, config } => {
-                        d.audio = Some(TrackInfo::from_config(codec, 1000, config).unwrap())
-                    }
-                    t => d.aframes.extend(flv::audio_frame_from_tag(t, ts)),
-                },
-                _ => {}
-            }
-        }
-        d
+        let m = crate::flv::demux(data).unwrap();
+        let (aframes, vframes) = m.frames.into_iter().partition(|f| f.media == MediaType::Audio);
+        Demuxed { video: m.video, audio: m.audio, vframes, aframes }
     }
 
     /// Reads a fragmented MP4 written by ffmpeg (`-movflags frag_keyframe+empty_moov+delay_moov+default_base_moof`;

@@ -1183,28 +1183,8 @@ mod tests {
         let mut args: Vec<&str> = args.split_whitespace().collect();
         args.push(flv_path.to_str().unwrap());
         run("/usr/bin/ffmpeg", &args);
-        let data = std::fs::read(&flv_path).unwrap();
-        let mut reader = crate::flv::FlvReader::new();
-        reader.push(&data);
-        let (mut video, mut audio, mut frames) = (None, None, Vec::new());
-        while let Some(tag) = reader.next_tag().unwrap() {
-            let ts = i64::from(tag.timestamp_ms);
-            match tag.tag_type {
-                crate::flv::TAG_VIDEO => match crate::flv::parse_video_tag(&tag.body).unwrap() {
-                    crate::flv::VideoTag::Config { codec, config } => {
-                        video = Some(TrackInfo::from_config(codec, 1000, config).unwrap())
-                    }
-                    t => frames.extend(crate::flv::video_frame_from_tag(t, ts)),
-                },
-                crate::flv::TAG_AUDIO => match crate::flv::parse_audio_tag(&tag.body).unwrap() {
-                    crate::flv::AudioTag::Config { codec, config } => {
-                        audio = Some(TrackInfo::from_config(codec, 1000, config).unwrap())
-                    }
-                    t => frames.extend(crate::flv::audio_frame_from_tag(t, ts)),
-                },
-                _ => {}
-            }
-        }
+        let crate::flv::FlvMedia { video, audio, frames } =
+            crate::flv::demux(&std::fs::read(&flv_path).unwrap()).unwrap();
         assert!(frames.iter().any(|f| f.pts != f.dts), "B-frames expected");
         let ts_path = dir.join("out.ts");
         mux_to_file(video.as_ref(), audio.as_ref(), &frames, &ts_path);

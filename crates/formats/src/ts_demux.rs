@@ -762,29 +762,8 @@ mod tests {
 
     /// Frames of an FLV file made by ffmpeg, with its track infos.
     fn flv_frames(path: &std::path::Path) -> (Option<TrackInfo>, Option<TrackInfo>, Vec<Frame>) {
-        let data = std::fs::read(path).unwrap();
-        let mut reader = crate::flv::FlvReader::new();
-        reader.push(&data);
-        let (mut video, mut audio, mut frames) = (None, None, Vec::new());
-        while let Some(tag) = reader.next_tag().unwrap() {
-            let ts = i64::from(tag.timestamp_ms);
-            match tag.tag_type {
-                crate::flv::TAG_VIDEO => match crate::flv::parse_video_tag(&tag.body).unwrap() {
-                    crate::flv::VideoTag::Config { codec, config } => {
-                        video = Some(TrackInfo::from_config(codec, 1000, config).unwrap())
-                    }
-                    t => frames.extend(crate::flv::video_frame_from_tag(t, ts)),
-                },
-                crate::flv::TAG_AUDIO => match crate::flv::parse_audio_tag(&tag.body).unwrap() {
-                    crate::flv::AudioTag::Config { codec, config } => {
-                        audio = Some(TrackInfo::from_config(codec, 1000, config).unwrap())
-                    }
-                    t => frames.extend(crate::flv::audio_frame_from_tag(t, ts)),
-                },
-                _ => {}
-            }
-        }
-        (video, audio, frames)
+        let m = crate::flv::demux(&std::fs::read(path).unwrap()).unwrap();
+        (m.video, m.audio, m.frames)
     }
 
     #[test]

@@ -104,9 +104,7 @@ impl Recording {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::Bytes;
     use ferrocast_formats::flv;
-    use ferrocast_media::TrackInfo;
     use std::process::Command;
 
     fn ffprobe(path: &std::path::Path, args: &[&str]) -> String {
@@ -132,30 +130,9 @@ mod tests {
             .status()
             .expect("ffmpeg");
         assert!(made.success());
-        let data = std::fs::read(dir.join("in.flv")).expect("read");
-        let mut reader = flv::FlvReader::new();
-        reader.push(&data);
-        let mut tracks = FileTracks::default();
-        let mut frames = Vec::new();
-        while let Some(tag) = reader.next_tag().expect("tag") {
-            let ts = i64::from(tag.timestamp_ms);
-            let body: Bytes = tag.body.clone();
-            match tag.tag_type {
-                flv::TAG_VIDEO => match flv::parse_video_tag(&body).expect("video") {
-                    flv::VideoTag::Config { codec, config } => {
-                        tracks.video = Some(TrackInfo::from_config(codec, 1000, config).expect("avc"))
-                    }
-                    t => frames.extend(flv::video_frame_from_tag(t, ts)),
-                },
-                flv::TAG_AUDIO => match flv::parse_audio_tag(&body).expect("audio") {
-                    flv::AudioTag::Config { codec, config } => {
-                        tracks.audio = Some(TrackInfo::from_config(codec, 1000, config).expect("aac"))
-                    }
-                    t => frames.extend(flv::audio_frame_from_tag(t, ts)),
-                },
-                _ => {}
-            }
-        }
+        let m = flv::demux(&std::fs::read(dir.join("in.flv")).expect("read")).expect("flv");
+        let tracks = FileTracks { video: m.video, audio: m.audio };
+        let mut frames = m.frames;
         frames.sort_by_key(|f| f.dts_ms());
         let specs = [RecordFormat::Flv, RecordFormat::Mp4, RecordFormat::Aac]
             .map(|format| FormatSpec { format, interval_ms: 2000 })
