@@ -551,8 +551,9 @@ pub fn adts_header(profile: u8, sfi: u8, chan: u8, len: usize) -> [u8; 7] {
     ]
 }
 
-/// The MPEG-2 CRC-32 (polynomial 0x04C11DB7, initial value all ones, no reflection, no final XOR).
-fn crc32_mpeg2(data: &[u8]) -> u32 {
+/// The MPEG-2 CRC-32 (polynomial 0x04C11DB7, initial value all ones, no reflection, no final XOR); a section
+/// including its CRC gives 0.
+pub(crate) fn crc32_mpeg2(data: &[u8]) -> u32 {
     let mut crc = 0xffff_ffffu32;
     for &b in data {
         crc ^= u32::from(b) << 24;

@@ -25,6 +25,8 @@ use bytes::Bytes;
 use ferrocast_media::codec::{annexb_nal_units, build_avc_config, build_hevc_config, parse_adts_header};
 use ferrocast_media::{Codec, Frame, MediaType, TrackInfo};
 
+use crate::ts::crc32_mpeg2;
+
 /// The size of one transport stream packet.
 pub const PACKET_SIZE: usize = 188;
 /// The timebase of every frame the demuxer produces.
@@ -660,18 +662,6 @@ fn read_timestamp(b: &[u8]) -> Option<i64> {
             | (i64::from(b[3]) << 7)
             | i64::from(b[4] >> 1),
     )
-}
-
-/// CRC-32/MPEG-2 of `data`; a section including its CRC gives 0.
-fn crc32_mpeg2(data: &[u8]) -> u32 {
-    let mut crc = 0xffff_ffffu32;
-    for &b in data {
-        crc ^= u32::from(b) << 24;
-        for _ in 0..8 {
-            crc = if crc & 0x8000_0000 != 0 { (crc << 1) ^ 0x04c1_1db7 } else { crc << 1 };
-        }
-    }
-    crc
 }
 
 #[cfg(test)]
