@@ -169,11 +169,14 @@ async fn wait_first<T>(
     mut render: impl FnMut() -> Result<T, PackageError>,
 ) -> Result<T, PackageError> {
     let deadline = tokio::time::Instant::now() + block_timeout(package);
+    // Subscribed before the first render, so a change between a render and the wait is not missed.
+    let mut changes = package.changes();
     loop {
         match render() {
             Err(PackageError::NotReady) if tokio::time::Instant::now() < deadline => {
-                let _ = package.wait_for(0, Some(0), Duration::from_millis(200)).await;
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                if !matches!(tokio::time::timeout_at(deadline, changes.changed()).await, Ok(Ok(()))) {
+                    return render();
+                }
             }
             other => return other,
         }

@@ -375,6 +375,11 @@ impl Package {
         k
     }
 
+    /// A receiver that sees every change of the package (a part or segment closed, a publisher coming or going).
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.version.subscribe()
+    }
+
     /// Marks the package as fed (or not) by a publisher; waiters are woken either way.
     pub fn set_live(&self, live: bool) {
         self.state.write().live = live;
