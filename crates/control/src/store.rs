@@ -170,6 +170,39 @@ fn forbidden_from_row(row: &AnyRow) -> Result<ForbiddenStream, sqlx::Error> {
     })
 }
 
+/// The tables of a template + rule feature (callbacks, time shift; later recording and screenshots): the
+/// pieces of their store code that differ only by table name.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TemplateTables {
+    /// The templates (`id` primary key).
+    pub templates: &'static str,
+    /// The rules binding templates (`template_id`).
+    pub rules: &'static str,
+}
+
+impl Store {
+    /// How many templates exist.
+    pub(crate) async fn template_count(&self, t: TemplateTables) -> Result<i64, StoreError> {
+        let row = sqlx::query(&format!("SELECT COUNT(*) AS n FROM {}", t.templates)).fetch_one(&self.pool).await?;
+        Ok(row.try_get("n")?)
+    }
+
+    /// Deletes template `id`; returns whether it existed.
+    pub(crate) async fn delete_template(&self, t: TemplateTables, id: i64) -> Result<bool, StoreError> {
+        let r = sqlx::query(&format!("DELETE FROM {} WHERE id = $1", t.templates)).bind(id).execute(&self.pool).await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    /// Whether a rule binds template `id`.
+    pub(crate) async fn template_in_use(&self, t: TemplateTables, id: i64) -> Result<bool, StoreError> {
+        let row = sqlx::query(&format!("SELECT template_id FROM {} WHERE template_id = $1", t.rules))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.is_some())
+    }
+}
+
 /// The control plane's database.
 #[derive(Debug, Clone)]
 pub struct Store {

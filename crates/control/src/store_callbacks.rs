@@ -4,7 +4,7 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::store::{Store, StoreError, unix_now};
+use crate::store::{Store, StoreError, TemplateTables, unix_now};
 
 /// Every field of a callback template (`CallBackTemplateInfo` plus `RecordStatusNotifyUrl`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -208,11 +208,12 @@ fn rule_from_row(row: &AnyRow) -> Result<CallbackRule, sqlx::Error> {
     })
 }
 
+const TABLES: TemplateTables = TemplateTables { templates: "callback_templates", rules: "callback_rules" };
+
 impl Store {
     /// Number of callback templates.
     pub async fn callback_template_count(&self) -> Result<i64, StoreError> {
-        let row = sqlx::query("SELECT COUNT(*) AS n FROM callback_templates").fetch_one(self.pool()).await?;
-        Ok(row.try_get("n")?)
+        self.template_count(TABLES).await
     }
 
     /// Inserts a template (its `id` is ignored) and returns the new id.
@@ -293,17 +294,12 @@ impl Store {
 
     /// Deletes a template. Returns whether it existed.
     pub async fn delete_callback_template(&self, id: i64) -> Result<bool, StoreError> {
-        let r = sqlx::query("DELETE FROM callback_templates WHERE id = $1").bind(id).execute(self.pool()).await?;
-        Ok(r.rows_affected() > 0)
+        self.delete_template(TABLES, id).await
     }
 
     /// Whether a rule binds the template.
     pub async fn callback_template_in_use(&self, id: i64) -> Result<bool, StoreError> {
-        let row = sqlx::query("SELECT domain FROM callback_rules WHERE template_id = $1")
-            .bind(id)
-            .fetch_optional(self.pool())
-            .await?;
-        Ok(row.is_some())
+        self.template_in_use(TABLES, id).await
     }
 
     /// Creates or replaces the rule of (domain, app).

@@ -11,7 +11,7 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::store::{Store, StoreError, unix_now};
+use crate::store::{Store, StoreError, TemplateTables, unix_now};
 
 /// A time-shift template (`TimeShiftTemplate`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -192,11 +192,12 @@ pub fn rule_rank(rule: &TimeShiftRule, domain: &str, app: &str, stream: &str) ->
     Some(app_rank + stream_rank)
 }
 
+const TABLES: TemplateTables = TemplateTables { templates: "timeshift_templates", rules: "timeshift_rules" };
+
 impl Store {
     /// Number of time-shift templates.
     pub async fn timeshift_template_count(&self) -> Result<i64, StoreError> {
-        let row = sqlx::query("SELECT COUNT(*) AS n FROM timeshift_templates").fetch_one(self.pool()).await?;
-        Ok(row.try_get("n")?)
+        self.template_count(TABLES).await
     }
 
     /// Inserts a template (its `id` is ignored) and returns the new id.
@@ -259,17 +260,12 @@ impl Store {
 
     /// Deletes a template. Returns whether it existed.
     pub async fn delete_timeshift_template(&self, id: i64) -> Result<bool, StoreError> {
-        let r = sqlx::query("DELETE FROM timeshift_templates WHERE id = $1").bind(id).execute(self.pool()).await?;
-        Ok(r.rows_affected() > 0)
+        self.delete_template(TABLES, id).await
     }
 
     /// Whether a rule binds the template.
     pub async fn timeshift_template_in_use(&self, id: i64) -> Result<bool, StoreError> {
-        let row = sqlx::query("SELECT domain FROM timeshift_rules WHERE template_id = $1")
-            .bind(id)
-            .fetch_optional(self.pool())
-            .await?;
-        Ok(row.is_some())
+        self.template_in_use(TABLES, id).await
     }
 
     /// Creates or replaces the rule of (domain, app, stream); empty app/stream are stored as `*`.
