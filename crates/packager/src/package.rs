@@ -146,9 +146,26 @@ pub struct Segment {
 struct GenerationCache {
     generation: Arc<Generation>,
     init: [Muxed<Bytes>; 3],
+    /// Whether MPEG-TS can carry the variant's codecs (asked by every TS playlist request).
+    ts: [Muxed<()>; 3],
 }
 
 impl GenerationCache {
+    fn new(generation: Arc<Generation>) -> GenerationCache {
+        GenerationCache { generation, init: Default::default(), ts: Default::default() }
+    }
+
+    fn ts_supported(&self, variant: Variant) -> Result<(), PackageError> {
+        self.ts[variant as usize]
+            .get_or_init(|| {
+                let (v, a) = variant.tracks(&self.generation);
+                ts::TsMuxer::new(v, a)
+                    .map(|_| ())
+                    .map_err(|e| PackageError::Unsupported(format!("MPEG-TS: {e}; use format=fmp4")))
+            })
+            .clone()
+    }
+
     fn init(&self, variant: Variant) -> Result<Bytes, PackageError> {
         self.init[variant as usize]
             .get_or_init(|| {
@@ -331,10 +348,7 @@ impl Package {
     }
 
     fn generation_cache(st: &mut State, g: &Arc<Generation>) -> Arc<GenerationCache> {
-        st.generations
-            .entry(g.id)
-            .or_insert_with(|| Arc::new(GenerationCache { generation: g.clone(), init: Default::default() }))
-            .clone()
+        st.generations.entry(g.id).or_insert_with(|| Arc::new(GenerationCache::new(g.clone()))).clone()
     }
 
     fn apply(&self, st: &mut State, cut: Cut) {
@@ -538,15 +552,14 @@ impl Package {
         if v.is_none() && a.is_none() {
             return Err(PackageError::Unsupported(format!("the stream has no {} track", variant_media(variant))));
         }
-        if container == Container::Ts
-            && let Err(e) = ts::TsMuxer::new(v, a)
-        {
-            return Err(PackageError::Unsupported(format!("MPEG-TS: {e}; use format=fmp4")));
-        }
-        if container == Container::Fmp4
-            && let Err(e) = fmp4::init_segment(v, a)
-        {
-            return Err(PackageError::Unsupported(format!("fMP4: {e}")));
+        // Whether the container can carry the codecs is decided once per generation, not per request (LL-HLS
+        // players reload the playlist several times a second).
+        let cache = st.generations.get(&g.id).cloned().unwrap_or_else(|| Arc::new(GenerationCache::new(g.clone())));
+        match container {
+            Container::Ts => cache.ts_supported(variant)?,
+            Container::Fmp4 => {
+                cache.init(variant)?;
+            }
         }
         let base = format!("{}/hls/{}/", hls::uri_component(&self.key.stream), variant.path());
         let window = self.config.window_segments;
