@@ -2,12 +2,14 @@
 //! `interval` at the first keyframe after it (any audio frame for audio-only streams and AAC files), each file
 //! independently playable from its start. Storage targets, templates and callbacks build on this.
 
+pub mod hls;
 pub mod writer;
 
 use std::path::PathBuf;
 
 use ferrocast_media::{Frame, MediaType};
 
+pub use hls::{HlsRecording, HlsSegment, recover_segment};
 pub use writer::{FileInfo, FileTracks, FileWriter, RecordFormat, WriteError, finalize_mp4};
 
 /// One format of a recording and how often its files are split.
@@ -113,27 +115,45 @@ mod tests {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// 5 s of H.264 (keyframe every second, B-frames) + AAC from ffmpeg, through the recorder with 2 s files.
-    #[test]
-    fn files_split_on_keyframes_and_each_plays_from_its_start() {
+    /// `seconds` of 320x240 H.264 (keyframe every second, B-frames) + AAC made by ffmpeg in `dir`, demuxed; None
+    /// (the test is skipped) without ffmpeg.
+    pub(crate) fn test_media(dir: &std::path::Path, seconds: u32) -> Option<(FileTracks, Vec<Frame>)> {
         if !std::path::Path::new("/usr/bin/ffmpeg").exists() {
             eprintln!("ffmpeg not installed: skipping");
-            return;
+            return None;
         }
-        let dir = std::env::temp_dir().join(format!("ferrocast-recorder-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("dir");
+        let _ = std::fs::remove_dir_all(dir);
+        std::fs::create_dir_all(dir).expect("dir");
         let made = Command::new("/usr/bin/ffmpeg")
-            .current_dir(&dir)
+            .current_dir(dir)
             .args(["-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25", "-f", "lavfi", "-i"])
-            .args(["sine", "-t", "5", "-c:v", "libx264", "-g", "25", "-bf", "2", "-c:a", "aac", "-f", "flv", "in.flv"])
+            .args(["sine", "-t", &seconds.to_string(), "-c:v", "libx264", "-g", "25", "-bf", "2", "-c:a", "aac"])
+            .args(["-f", "flv", "in.flv"])
             .status()
             .expect("ffmpeg");
         assert!(made.success());
         let m = flv::demux(&std::fs::read(dir.join("in.flv")).expect("read")).expect("flv");
-        let tracks = FileTracks { video: m.video, audio: m.audio };
         let mut frames = m.frames;
         frames.sort_by_key(|f| f.dts_ms());
+        Some((FileTracks { video: m.video, audio: m.audio }, frames))
+    }
+
+    /// Decodes `path` with ffmpeg; the error output, empty when it decoded cleanly.
+    pub(crate) fn decode_errors(path: &std::path::Path) -> String {
+        let decode =
+            Command::new("/usr/bin/ffmpeg").args(["-v", "error", "-i"]).arg(path).args(["-f", "null", "-"]).output();
+        match decode {
+            Ok(d) if d.status.success() => String::from_utf8_lossy(&d.stderr).into_owned(),
+            Ok(d) => format!("exit {:?}: {}", d.status, String::from_utf8_lossy(&d.stderr)),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    /// 5 s of H.264 (keyframe every second, B-frames) + AAC from ffmpeg, through the recorder with 2 s files.
+    #[test]
+    fn files_split_on_keyframes_and_each_plays_from_its_start() {
+        let dir = std::env::temp_dir().join(format!("ferrocast-recorder-{}", std::process::id()));
+        let Some((tracks, frames)) = test_media(&dir, 5) else { return };
         let specs = [RecordFormat::Flv, RecordFormat::Mp4, RecordFormat::Aac]
             .map(|format| FormatSpec { format, interval_ms: 2000 })
             .to_vec();
@@ -147,18 +167,8 @@ mod tests {
             let mine: Vec<&FileInfo> = files.iter().filter(|f| f.format == format).collect();
             assert_eq!(mine.len(), 3, "{format:?}: 2 s + 2 s + 1 s");
             for (i, f) in mine.iter().enumerate() {
-                let decode = Command::new("/usr/bin/ffmpeg")
-                    .args(["-v", "error", "-i"])
-                    .arg(&f.path)
-                    .args(["-f", "null", "-"])
-                    .output()
-                    .expect("ffmpeg");
-                assert!(
-                    decode.status.success() && decode.stderr.is_empty(),
-                    "{:?}: {}",
-                    f.path,
-                    String::from_utf8_lossy(&decode.stderr)
-                );
+                let errors = decode_errors(&f.path);
+                assert!(errors.is_empty(), "{:?}: {errors}", f.path);
                 let duration: f64 = ffprobe(&f.path, &["-show_entries", "format=duration", "-of", "csv=p=0"])
                     .trim()
                     .parse()
