@@ -394,7 +394,7 @@ fn opus_descriptors(track: &TrackInfo) -> Vec<u8> {
 }
 
 /// The NAL units of an AVCDecoderConfigurationRecord (SPS then PPS) in Annex B form.
-fn avc_param_sets(record: &[u8]) -> Result<Vec<u8>, TsError> {
+pub fn avc_param_sets(record: &[u8]) -> Result<Vec<u8>, TsError> {
     let bad = |reason| TsError::BadConfig { codec: Codec::H264, reason };
     let mut r = Reader(record);
     if r.u8().ok_or(bad("empty record"))? != 1 {
@@ -416,7 +416,7 @@ fn avc_param_sets(record: &[u8]) -> Result<Vec<u8>, TsError> {
 }
 
 /// The NAL units of an HEVCDecoderConfigurationRecord (all arrays in order: VPS, SPS, PPS, SEI) in Annex B form.
-fn hevc_param_sets(record: &[u8]) -> Result<Vec<u8>, TsError> {
+pub fn hevc_param_sets(record: &[u8]) -> Result<Vec<u8>, TsError> {
     let bad = |reason| TsError::BadConfig { codec: Codec::H265, reason };
     let mut r = Reader(record);
     if r.u8().ok_or(bad("empty record"))? != 1 {
@@ -473,7 +473,7 @@ impl<'a> Reader<'a> {
 
 /// The NAL units of an AVCC/HVCC payload with 4-byte length prefixes; a truncated prefix or a length that
 /// overruns the payload is an error.
-fn length_prefixed_nals(data: &[u8]) -> impl Iterator<Item = Result<&[u8], TsError>> {
+pub fn length_prefixed_nals(data: &[u8]) -> impl Iterator<Item = Result<&[u8], TsError>> {
     let mut rest = data;
     std::iter::from_fn(move || {
         if rest.is_empty() {
