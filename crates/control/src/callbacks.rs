@@ -401,6 +401,62 @@ impl Callbacks {
         Callbacks { store, config: Arc::new(config), wake: Arc::new(Notify::new()) }
     }
 
+    /// The delivery settings (`appid` etc. for payloads built elsewhere).
+    pub fn config(&self) -> &CallbackConfig {
+        &self.config
+    }
+
+    /// Queues an event raised outside the push lifecycle (recording 100/332/341, screenshot 200) for the URL the
+    /// stream's callback template has for that event type, and wakes the delivery worker. `sequence` groups the
+    /// rows of one recording or screenshot job in DescribeCallbackRecordsList. For event 341 the template's
+    /// `RecordExceptionLevels` filter applies (`alarm`, the SDK's word, matches `warning`). Returns whether a
+    /// row was queued.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn queue_event(
+        &self,
+        event_type: i64,
+        domain: &str,
+        app: &str,
+        stream: &str,
+        sequence: &str,
+        level: &str,
+        payload: Map<String, Value>,
+    ) -> Result<bool, StoreError> {
+        let Some(t) = self.store.callback_template_for(domain, app).await? else { return Ok(false) };
+        let url = match event_type {
+            100 => &t.record_url,
+            200 => &t.snapshot_url,
+            332 => &t.record_status_url,
+            341 => {
+                let levels: Vec<String> = serde_json::from_str(&t.record_exception_levels).unwrap_or_default();
+                let wanted = levels.is_empty()
+                    || levels.iter().any(|l| l.eq_ignore_ascii_case(level) || (l == "alarm" && level == "warning"));
+                if !wanted {
+                    return Ok(false);
+                }
+                &t.record_exception_url
+            }
+            _ => return Ok(false),
+        };
+        if url.is_empty() {
+            return Ok(false);
+        }
+        let row = NewOutbox {
+            event_type,
+            url: url.clone(),
+            callback_key: t.callback_key.clone(),
+            payload: Value::Object(payload).to_string(),
+            domain: domain.to_string(),
+            app: app.to_string(),
+            stream: stream.to_string(),
+            sequence: sequence.to_string(),
+            event_time: crate::store::unix_now(),
+        };
+        self.store.enqueue_callbacks(std::slice::from_ref(&row), None, None).await?;
+        self.wake.notify_one();
+        Ok(true)
+    }
+
     /// Queues event 0 (errcode 5) for pushes left open by a previous run, then starts the event listener and the
     /// delivery worker.
     pub async fn start(self, hub: &Hub) -> Result<(), StoreError> {

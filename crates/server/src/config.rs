@@ -73,6 +73,8 @@ pub struct Config {
     pub srt: SrtSection,
     /// WebRTC: WHIP ingest and WHEP playback.
     pub webrtc: WebRtcSection,
+    /// Recording and screenshots.
+    pub record: RecordSection,
 }
 
 /// `[srt]`
@@ -206,11 +208,72 @@ impl Default for HttpSection {
 pub struct StorageSection {
     /// Directory for the server's state (created if missing).
     pub data_dir: String,
+    /// Where recordings and screenshots are written before upload, and the upload queue's jobs: empty for
+    /// `<data_dir>/spool`.
+    pub spool_dir: String,
+    /// The target of templates that name no bucket; empty for the first target (or the implicit `local` one).
+    pub default_target: String,
+    /// Longest wait between two attempts of a failing upload, in seconds.
+    pub max_backoff_s: u64,
+    /// Files larger than this are uploaded in parts (S3 multipart), in bytes.
+    pub multipart_threshold_bytes: u64,
+    /// Storage targets (`[[storage.targets]]`). A local target `local` under `<data_dir>/records` exists unless a
+    /// target of that name is configured. Never serialized: it holds credentials.
+    #[serde(skip_serializing)]
+    pub targets: Vec<ferrocast_storage::TargetConfig>,
 }
 
 impl Default for StorageSection {
     fn default() -> Self {
-        StorageSection { data_dir: "./data".into() }
+        StorageSection {
+            data_dir: "./data".into(),
+            spool_dir: String::new(),
+            default_target: String::new(),
+            max_backoff_s: 300,
+            multipart_threshold_bytes: 16 * 1024 * 1024,
+            targets: Vec::new(),
+        }
+    }
+}
+
+/// `[record]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RecordSection {
+    /// Record streams under record rules and tasks, and take screenshots under snapshot rules and tasks.
+    pub enabled: bool,
+    /// Length of the TS segments of HLS recordings, in milliseconds.
+    pub hls_segment_ms: u64,
+    /// Files with less media than this are not kept (event 332 `record_error` says so), in milliseconds.
+    pub min_duration_ms: u64,
+    /// Object folder of recordings when a format's CosBucketPath is empty.
+    pub folder_template: String,
+    /// Object file name of recordings, without the extension.
+    pub file_template: String,
+    /// Time zone of the times in object names: `UTC+8` (the service's) or `UTC`.
+    pub time_zone: String,
+    /// How often record and screenshot tasks are checked, in milliseconds.
+    pub task_poll_ms: u64,
+    /// The ffmpeg executable that turns keyframes into screenshots.
+    pub ffmpeg: String,
+    /// On shutdown, how long finished recordings may take to upload before they are left for the next start, in
+    /// milliseconds.
+    pub shutdown_upload_ms: u64,
+}
+
+impl Default for RecordSection {
+    fn default() -> Self {
+        RecordSection {
+            enabled: true,
+            hls_segment_ms: 10_000,
+            min_duration_ms: 1000,
+            folder_template: ferrocast_recording::DEFAULT_FOLDER.into(),
+            file_template: "{StreamID}".into(),
+            time_zone: "UTC+8".into(),
+            task_poll_ms: 1000,
+            ffmpeg: "ffmpeg".into(),
+            shutdown_upload_ms: 3000,
+        }
     }
 }
 
@@ -438,6 +501,31 @@ impl HlsSection {
     }
 }
 
+impl RecordSection {
+    /// Offset of [`RecordSection::time_zone`] from UTC, in seconds.
+    pub fn utc_offset_s(&self) -> i64 {
+        if self.time_zone.eq_ignore_ascii_case("UTC") { 0 } else { 8 * 3600 }
+    }
+
+    /// Checks ranges and templates.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(format!("[record] {m}")));
+        if !(1000..=60_000).contains(&self.hls_segment_ms) {
+            return bad(format!("hls_segment_ms = {}: expected 1000..=60000", self.hls_segment_ms));
+        }
+        if !["UTC", "UTC+8"].iter().any(|z| z.eq_ignore_ascii_case(&self.time_zone)) {
+            return bad(format!("time_zone = {:?}: expected \"UTC+8\" or \"UTC\"", self.time_zone));
+        }
+        let vars = ferrocast_storage::PathVars::default();
+        for (name, t) in [("folder_template", &self.folder_template), ("file_template", &self.file_template)] {
+            if let Err(e) = ferrocast_storage::render_path(t, &vars) {
+                return bad(format!("{name}: {e}"));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// `[timeshift]`
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -518,6 +606,7 @@ impl Config {
             .try_into()
             .map_err(|e: toml::de::Error| ConfigError::Invalid(e.message().to_string()))?;
         config.hls.validate()?;
+        config.record.validate()?;
         Ok(config)
     }
 }

@@ -130,6 +130,12 @@ enum RunError {
     /// The WebRTC UDP port or a candidate could not be set up.
     #[error("{0}")]
     WebRtc(#[from] ferrocast_webrtc::StartError),
+    /// A storage target is misconfigured.
+    #[error("[storage] {0}")]
+    Storage(#[from] ferrocast_storage::StorageError),
+    /// The recording spool or upload queue could not start.
+    #[error("{0}")]
+    Recording(#[from] ferrocast_recording::RecordingError),
 }
 
 async fn bind(what: &'static str, addr: &str) -> Result<TcpListener, RunError> {
@@ -340,7 +346,12 @@ async fn run(config: Config) -> Result<(), RunError> {
             tls: Arc::new(ferrocast_control::callbacks::tls_client_config(&extra_roots)),
         },
     );
-    callbacks.start(&hub).await?;
+    callbacks.clone().start(&hub).await?;
+    let recording = if config.record.enabled {
+        Some(start_recording(&config, data_dir, &hub, &store, &callbacks).await?)
+    } else {
+        None
+    };
     let api = ApiState {
         store,
         credentials: Arc::new(credentials),
@@ -369,6 +380,10 @@ async fn run(config: Config) -> Result<(), RunError> {
 
     wait_for_signal().await;
     tracing::info!("shutting down");
+    if let Some(r) = &recording {
+        // Before the hub ends the streams: a recording stopped by shutdown is finalized, not held for resumption.
+        r.shutdown(Duration::from_millis(config.record.shutdown_upload_ms)).await;
+    }
     hub.shutdown();
     if let Some(rtc) = &webrtc {
         rtc.shutdown();
@@ -386,6 +401,51 @@ async fn run(config: Config) -> Result<(), RunError> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The storage targets (plus the implicit `local` one) and the recording service.
+async fn start_recording(
+    config: &Config,
+    data_dir: &std::path::Path,
+    hub: &ferrocast_hub::Hub,
+    store: &Store,
+    callbacks: &ferrocast_control::callbacks::Callbacks,
+) -> Result<ferrocast_recording::RecordingService, RunError> {
+    let spool = match config.storage.spool_dir.as_str() {
+        "" => data_dir.join("spool"),
+        s => std::path::PathBuf::from(s),
+    };
+    let mut targets = config.storage.targets.clone();
+    if !targets.iter().any(|t| t.name == "local") {
+        let root = data_dir.join("records");
+        targets.push(ferrocast_storage::TargetConfig::local("local", root.display().to_string()));
+    }
+    let storage = ferrocast_storage::Storage::new(&ferrocast_storage::StorageConfig {
+        targets,
+        default_target: config.storage.default_target.clone(),
+        spool_dir: spool.clone(),
+        max_backoff: Duration::from_secs(config.storage.max_backoff_s.max(1)),
+        multipart_threshold: config.storage.multipart_threshold_bytes,
+    })?;
+    let r = &config.record;
+    let svc = ferrocast_recording::RecordingService::start(
+        hub.clone(),
+        store.clone(),
+        storage,
+        callbacks.clone(),
+        ferrocast_recording::RecordingConfig {
+            spool_dir: spool,
+            hls_segment_ms: r.hls_segment_ms as i64,
+            min_duration_ms: r.min_duration_ms as i64,
+            folder_template: r.folder_template.clone(),
+            file_template: r.file_template.clone(),
+            utc_offset_s: r.utc_offset_s(),
+            task_poll: Duration::from_millis(r.task_poll_ms.max(100)),
+            ffmpeg: std::path::PathBuf::from(&r.ffmpeg),
+        },
+    )
+    .await?;
+    Ok(svc)
 }
 
 fn log_listening(what: &str, listener: &TcpListener) {
