@@ -11,6 +11,8 @@ pub mod policy;
 pub mod store;
 pub mod store_callbacks;
 pub mod store_delay;
+pub mod store_record;
+pub mod store_snapshot;
 pub mod store_timeshift;
 
 pub use api::{ApiState, api_router};

@@ -218,6 +218,8 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (5, "callback_nodes", include_str!("../migrations/sqlite/0005_callback_nodes.sql")),
     (6, "timeshift", include_str!("../migrations/sqlite/0006_timeshift.sql")),
     (7, "delays", include_str!("../migrations/sqlite/0007_delays.sql")),
+    (8, "record", include_str!("../migrations/sqlite/0008_record.sql")),
+    (9, "snapshot", include_str!("../migrations/sqlite/0009_snapshot.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "domains", include_str!("../migrations/postgres/0001_domains.sql")),
@@ -227,6 +229,8 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (5, "callback_nodes", include_str!("../migrations/postgres/0005_callback_nodes.sql")),
     (6, "timeshift", include_str!("../migrations/postgres/0006_timeshift.sql")),
     (7, "delays", include_str!("../migrations/postgres/0007_delays.sql")),
+    (8, "record", include_str!("../migrations/postgres/0008_record.sql")),
+    (9, "snapshot", include_str!("../migrations/postgres/0009_snapshot.sql")),
 ];
 
 /// The migrations compiled into the binary, for one backend.

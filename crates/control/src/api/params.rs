@@ -138,6 +138,15 @@ impl Params {
     pub fn int_req(&self, name: &str) -> Result<i64, ApiError> {
         self.int_opt(name)?.ok_or_else(|| ApiError::missing(name))
     }
+
+    /// An optional nested object (e.g. `FlvParam`), as params of its own.
+    pub fn object_opt(&self, name: &str) -> Result<Option<Params>, ApiError> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(Value::Object(m)) => Ok(Some(Params(m.clone()))),
+            Some(_) => Err(invalid_type(name, "an object")),
+        }
+    }
 }
 
 #[cfg(test)]
