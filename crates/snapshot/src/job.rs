@@ -87,7 +87,8 @@ pub async fn run_job(
         }
         tokio::select! {
             biased;
-            _ = stop.wait_for(|s| *s) => {
+            // The borrow `wait_for` returns is not Send; drop it inside.
+            () = async { drop(stop.wait_for(|s| *s).await) } => {
                 if let Some(task) = in_flight.take() {
                     task.abort();
                 }
