@@ -388,3 +388,55 @@ async fn a_stream_that_ends_without_video_is_an_error() {
     let result = tokio::time::timeout(Duration::from_secs(5), job).await.expect("ends").expect("join");
     assert!(matches!(result, Err(SnapshotError::NoVideo(_))), "{result:?}");
 }
+
+/// A VP8 keyframe header of a 64x64 picture (enough for the job; the fake ffmpeg below does not decode).
+fn vp8_keyframe(dts: i64) -> Frame {
+    Frame {
+        media: MediaType::Video,
+        codec: Codec::Vp8,
+        timebase: 1000,
+        dts,
+        pts: dts,
+        keyframe: true,
+        data: Bytes::from_static(&[0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0x40, 0x00, 0x40, 0x00]),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_never_runs_two_ffmpegs_and_skips_ticks_while_one_runs() {
+    let dir = temp_dir("slow");
+    let log = dir.join("runs.log");
+    let fake = dir.join("slow-ffmpeg.sh");
+    // Takes 1.2 s per picture (five 250 ms ticks), logs its start and end, writes a minimal JPEG (SOI, EOI).
+    let script = format!(
+        "#!/bin/sh\necho start >> {log}\ncat > /dev/null\nsleep 1.2\nprintf '\\377\\330\\377\\331'\necho end >> {log}\n",
+        log = log.display()
+    );
+    std::fs::write(&fake, script).expect("script");
+    std::process::Command::new("chmod").arg("+x").arg(&fake).status().expect("chmod");
+
+    let hub = hub();
+    let mut publisher = publish(&hub);
+    publisher.push_frame(vp8_keyframe(0)).expect("push");
+    let sink = Arc::new(Collect::default());
+    let spec = SnapshotSpec::new(Duration::from_millis(250));
+    let (_stop_tx, stop) = watch::channel(false);
+    let job = tokio::spawn(run_job(hub.clone(), key(), spec, fake, sink.clone(), stop));
+    let start = Instant::now();
+    let mut dts = 0;
+    while start.elapsed() < Duration::from_millis(3000) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        dts += 100;
+        publisher.push_frame(vp8_keyframe(dts)).expect("push");
+    }
+    publisher.close(EndReason::PublisherClosed);
+    let taken = tokio::time::timeout(Duration::from_secs(5), job).await.expect("ends").expect("join").expect("ok");
+
+    let runs = std::fs::read_to_string(&log).expect("log");
+    let lines: Vec<&str> = runs.lines().collect();
+    assert!(lines.chunks(2).all(|pair| pair == ["start", "end"]), "runs overlapped: {lines:?}");
+    assert_eq!(taken as usize, lines.len() / 2, "every run delivered");
+    assert!((2..=3).contains(&taken), "3 s of 1.2 s runs at a 250 ms interval: {taken}");
+    let pictures = sink.0.lock().await;
+    assert!(pictures.iter().all(|p| (p.2.width, p.2.height) == (64, 64) && p.2.jpeg.len() == 4));
+}
