@@ -37,7 +37,9 @@ pub async fn keyframe_to_jpeg(
     let (format, input) = decoder_input(track, keyframe)?;
     let scale = format!("scale={w}:{h}");
     let mut cmd = Command::new(ffmpeg);
-    cmd.args(["-hide_banner", "-nostdin", "-loglevel", "error", "-f", format, "-i", "pipe:0", "-an", "-sn"])
+    // One thread: a single picture gains nothing from more, and jobs of many streams share a few cores.
+    cmd.args(["-hide_banner", "-nostdin", "-loglevel", "error", "-threads", "1", "-f", format, "-i", "pipe:0"])
+        .args(["-an", "-sn", "-filter_threads", "1"])
         .args(["-frames:v", "1", "-vf", &scale, "-pix_fmt", "yuvj420p", "-q:v", "3"])
         .args(["-f", "image2pipe", "-c:v", "mjpeg", "pipe:1"])
         .stdin(Stdio::piped())
@@ -123,7 +125,12 @@ fn decoder_input(track: &TrackInfo, frame: &Frame) -> Result<(&'static str, Vec<
                 let nal = nal.map_err(bad)?;
                 let Some(&hdr) = nal.first() else { continue };
                 let t = if h265 { (hdr >> 1) & 0x3f } else { hdr & 0x1f };
-                has_params |= if h265 { t == 33 } else { t == 7 };
+                match (h265, t) {
+                    // An access unit delimiter must come first; the parameter sets may be put before it.
+                    (false, 9) | (true, 35) => continue,
+                    (false, 7) | (true, 32 | 33) => has_params = true,
+                    _ => {}
+                }
                 nals.push(nal);
             }
             if nals.is_empty() {
@@ -341,10 +348,10 @@ mod tests {
     fn h264_gets_the_parameter_sets_of_the_record_in_annex_b() {
         // version 1, profile/compat/level, lengthSize, 1 SPS [67 42], 1 PPS [68 ce]
         let record = &[1, 0x42, 0, 0x1e, 0xff, 0xe1, 0, 2, 0x67, 0x42, 1, 0, 2, 0x68, 0xce];
-        let idr = &[0, 0, 0, 3, 0x65, 0x88, 0x80];
+        let idr = &[0, 0, 0, 2, 0x09, 0xf0, 0, 0, 0, 3, 0x65, 0x88, 0x80]; // AUD, IDR
         let (fmt, out) = decoder_input(&track(Codec::H264, record), &frame(Codec::H264, idr)).expect("converts");
         assert_eq!(fmt, "h264");
-        assert_eq!(out, [0, 0, 0, 1, 0x67, 0x42, 0, 0, 0, 1, 0x68, 0xce, 0, 0, 0, 1, 0x65, 0x88, 0x80]);
+        assert_eq!(out, [0, 0, 0, 1, 0x67, 0x42, 0, 0, 0, 1, 0x68, 0xce, 0, 0, 0, 1, 0x65, 0x88, 0x80], "AUD dropped");
         let with_own = &[0, 0, 0, 2, 0x67, 0x43, 0, 0, 0, 1, 0x65];
         let (_, out) = decoder_input(&track(Codec::H264, record), &frame(Codec::H264, with_own)).expect("ok");
         assert_eq!(out, [0, 0, 0, 1, 0x67, 0x43, 0, 0, 0, 1, 0x65], "the frame's own SPS; none inserted");

@@ -61,7 +61,7 @@ pub async fn run_job(
     let mut seen_video = false;
     let mut first_audio_ms: Option<i64> = None;
     let mut due = true;
-    let mut in_flight: Option<JoinHandle<Result<(), SnapshotError>>> = None;
+    let mut in_flight = InFlight(None);
     let mut taken = 0u64;
     let mut failing = false;
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + spec.interval, spec.interval);
@@ -71,12 +71,12 @@ pub async fn run_job(
 
     loop {
         if due
-            && in_flight.is_none()
+            && in_flight.0.is_none()
             && let Some(l) = latest.as_ref().filter(|l| pictured_seq != Some(l.seq))
         {
             pictured_seq = Some(l.seq);
             due = false;
-            in_flight = Some(tokio::spawn(take_picture(
+            in_flight.0 = Some(tokio::spawn(take_picture(
                 key.clone(),
                 l.track.clone(),
                 l.frame.clone(),
@@ -87,28 +87,34 @@ pub async fn run_job(
         }
         tokio::select! {
             biased;
-            _ = stop.wait_for(|s| *s) => {
-                if let Some(task) = in_flight.take() {
-                    task.abort();
-                }
+            // The borrow `wait_for` returns is not Send; drop it inside.
+            () = async { drop(stop.wait_for(|s| *s).await) } => {
+                in_flight.abort();
                 tracing::debug!(stream = %key, taken, "snapshot job stopped");
                 return Ok(taken);
             }
-            done = join(&mut in_flight) => {
-                in_flight = None;
+            done = join(&mut in_flight.0) => {
+                in_flight.0 = None;
                 record(&key, done, &mut taken, &mut failing);
             }
             _ = ticker.tick() => {
-                if in_flight.is_some() {
+                if in_flight.0.is_some() {
                     tracing::debug!(stream = %key, "previous picture still in progress; skipping this snapshot tick");
                 } else {
                     due = true;
                 }
             }
             b = sub.next_batch(&mut batch, 256) => {
+                if let Batch::Entries { skipped } = b
+                    && skipped > 0
+                {
+                    // Track entries may have been among the skipped ones.
+                    video = sub.current_tracks().video.or(video);
+                }
                 if b == Batch::Ended {
-                    if in_flight.is_some() {
-                        let done = join(&mut in_flight).await;
+                    if in_flight.0.is_some() {
+                        let done = join(&mut in_flight.0).await;
+                        in_flight.0 = None;
                         record(&key, done, &mut taken, &mut failing);
                     }
                     if !seen_video {
@@ -131,9 +137,7 @@ pub async fn run_job(
                         EntryKind::Frame(f) if !seen_video && video.is_none() => {
                             let first = *first_audio_ms.get_or_insert(f.dts_ms());
                             if f.dts_ms().saturating_sub(first) >= NO_VIDEO_AFTER.as_millis() as i64 {
-                                if let Some(task) = in_flight.take() {
-                                    task.abort();
-                                }
+                                in_flight.abort();
                                 return no_video(&key);
                             }
                         }
@@ -142,6 +146,23 @@ pub async fn run_job(
                 }
             }
         }
+    }
+}
+
+/// The picture in progress, if any; aborted (which kills its ffmpeg) when the job goes away, however it goes.
+struct InFlight(Option<JoinHandle<Result<(), SnapshotError>>>);
+
+impl InFlight {
+    fn abort(&mut self) {
+        if let Some(task) = self.0.take() {
+            task.abort();
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.abort();
     }
 }
 

@@ -18,7 +18,7 @@ pub const EXT: &str = ".jpg";
 /// (2 digits, in `spec.utc_offset_s`), `{StreamID}`, `{Width}`, `{Height}`, `{Ext}` (`.jpg`). Names are
 /// case-sensitive, as documented. An unknown variable or a `{` without `}` is an error; a lone `}` is literal.
 /// Empty templates mean the defaults ([`DEFAULT_PREFIX`], [`DEFAULT_FILE_NAME`]); a prefix of `/` puts the
-/// pictures at the root.
+/// pictures at the root. A key with a `.` or `..` path segment is refused.
 pub fn picture_key(spec: &SnapshotSpec, stream: &str, unix_ms: i64, size: (u32, u32)) -> Result<String, SnapshotError> {
     let vars = Vars::new(stream, unix_ms, spec.utc_offset_s, size);
     let prefix = if spec.prefix.is_empty() { DEFAULT_PREFIX } else { &spec.prefix };
@@ -30,7 +30,12 @@ pub fn picture_key(spec: &SnapshotSpec, stream: &str, unix_ms: i64, size: (u32, 
     if name.is_empty() {
         return Err(SnapshotError::BadSpec(format!("the file name template {file_name:?} expands to nothing")));
     }
-    Ok(if folder.is_empty() { name.to_string() } else { format!("{folder}/{name}") })
+    let key = if folder.is_empty() { name.to_string() } else { format!("{folder}/{name}") };
+    // A stream name or template could otherwise climb out of the storage root of a local directory.
+    if key.split('/').any(|seg| seg == "." || seg == "..") {
+        return Err(SnapshotError::BadSpec(format!("picture key {key:?} has a . or .. path segment")));
+    }
+    Ok(key)
 }
 
 struct Vars<'a> {
@@ -141,6 +146,8 @@ mod tests {
         assert!(matches!(picture_key(&lower, "s", T, (2, 2)), Err(SnapshotError::UnknownVariable(v)) if v == "year"));
         let open = SnapshotSpec { file_name: "{StreamID".into(), ..spec() };
         assert!(matches!(picture_key(&open, "s", T, (2, 2)), Err(SnapshotError::BadTemplate(_))));
+        let climb = SnapshotSpec { file_name: "{StreamID}/x{Ext}".into(), ..spec() };
+        assert!(matches!(picture_key(&climb, "..", T, (2, 2)), Err(SnapshotError::BadSpec(_))));
         let nothing = SnapshotSpec { file_name: "/".into(), ..spec() };
         assert!(matches!(picture_key(&nothing, "s", T, (2, 2)), Err(SnapshotError::BadSpec(_))));
     }

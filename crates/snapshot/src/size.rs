@@ -39,7 +39,7 @@ fn scaled_even(a: u64, b: u64, c: u64) -> u64 {
 
 /// The nearest even number (an odd one rounds up).
 fn even(v: u64) -> u64 {
-    (v + 1) / 2 * 2
+    v.div_ceil(2) * 2
 }
 
 #[cfg(test)]
