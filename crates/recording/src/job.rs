@@ -182,7 +182,13 @@ pub(crate) async fn run(svc: RecordingService, job_key: JobKey, plan: Plan, mut 
                 }
             }
             changed = stop.changed() => {
-                let why = if changed.is_ok() { *stop.borrow() } else { Stop::Shutdown };
+                let why = match changed {
+                    Ok(()) => {
+                        let now = *stop.borrow();
+                        now
+                    }
+                    Err(_) => Stop::Shutdown,
+                };
                 if why != Stop::Running {
                     break why;
                 }

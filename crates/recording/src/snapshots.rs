@@ -94,7 +94,8 @@ pub(crate) async fn run(
     let (job_stop, job_stop_rx) = watch::channel(false);
     let relay = tokio::spawn(async move {
         while stop.changed().await.is_ok() {
-            if *stop.borrow() != Stop::Running {
+            let now = *stop.borrow();
+            if now != Stop::Running {
                 break;
             }
         }
