@@ -359,7 +359,8 @@ fn build_target(c: &TargetConfig) -> Result<Target, StorageError> {
     } else {
         sanitize_key(&c.prefix).map_err(|e| StorageError::config(&c.name, format!("prefix: {e}")))?
     };
-    if !c.public_url.is_empty() && !(c.public_url.starts_with("http://") || c.public_url.starts_with("https://")) {
+    let url = &c.public_url;
+    if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
         return Err(StorageError::config(&c.name, "public_url must start with http:// or https://"));
     }
     let mut secrets = vec![c.access_key_id.clone(), c.secret_access_key.clone()];
