@@ -9,6 +9,8 @@
 //! Credentials are never printed: the `Debug` impls redact them and every error text coming from a store is
 //! scrubbed of secrets and signed-URL parameters before it is logged or returned.
 
+#![warn(missing_docs)]
+
 mod config;
 mod error;
 mod path;

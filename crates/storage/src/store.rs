@@ -684,4 +684,29 @@ mod tests {
         assert!(matches!(missing, StorageError::Io { .. }), "{missing}");
         assert!(matches!(st.put_file("nope", &src, "k", "", false).await, Err(StorageError::UnknownTarget(_))));
     }
+
+    /// A move across filesystems (rename fails with EXDEV) falls back to copy + fsync + delete.
+    #[tokio::test]
+    async fn local_move_across_filesystems() {
+        use std::os::unix::fs::MetadataExt;
+        let root_dir = tempfile::tempdir().unwrap();
+        let Ok(other) = tempfile::tempdir_in("/dev/shm") else {
+            eprintln!("SKIPPED: no /dev/shm to move from");
+            return;
+        };
+        let dev = |p: &Path| std::fs::metadata(p).map(|m| m.dev()).unwrap();
+        if dev(root_dir.path()) == dev(other.path()) {
+            eprintln!("SKIPPED: /dev/shm is on the same filesystem as the temporary directory");
+            return;
+        }
+        let st = storage(vec![TargetConfig::local("disk", root_dir.path().to_string_lossy())], "").unwrap();
+        let src = other.path().join("big.flv");
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&src, &data).unwrap();
+        assert_eq!(st.put_file("disk", &src, "d/big.flv", "", true).await.unwrap(), 3_000_000);
+        assert!(!src.exists());
+        assert!(std::fs::read(root_dir.path().join("d/big.flv")).unwrap() == data);
+        let leftovers: Vec<_> = std::fs::read_dir(root_dir.path().join("d")).unwrap().collect();
+        assert_eq!(leftovers.len(), 1, "no temporary copy left behind");
+    }
 }
