@@ -88,10 +88,11 @@ async fn closed_port_error_is_clear_and_scrubbed() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("f.flv");
     std::fs::write(&file, b"data").unwrap();
-    let st = storage(format!("http://127.0.0.1:{port}"));
+    let st = storage(format!("http://proxyuser:Pr0xyPassw0rd@127.0.0.1:{port}"));
     let started = std::time::Instant::now();
     let err = st.put_file("s3", &file, "live/f.flv", "", false).await.expect_err("nothing listens there").to_string();
     assert!(!err.contains(SECRET) && !err.contains(ACCESS_KEY), "{err}");
+    assert!(!err.contains("Pr0xyPassw0rd"), "{err}");
     assert!(err.to_lowercase().contains("connect"), "{err}");
     // The store client's own retries are short; the queue does the long waiting.
     assert!(started.elapsed() < Duration::from_secs(15), "{:?}", started.elapsed());
