@@ -96,4 +96,9 @@ async fn closed_port_error_is_clear_and_scrubbed() {
     assert!(err.to_lowercase().contains("connect"), "{err}");
     // The store client's own retries are short; the queue does the long waiting.
     assert!(started.elapsed() < Duration::from_secs(15), "{:?}", started.elapsed());
+
+    // The TLS client (rustls) is usable too: an https endpoint fails the same way, without a panic.
+    let tls = storage(format!("https://127.0.0.1:{port}"));
+    let err = tls.put_file("s3", &file, "live/f.flv", "", false).await.expect_err("nothing listens there").to_string();
+    assert!(err.to_lowercase().contains("connect"), "{err}");
 }
