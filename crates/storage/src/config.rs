@@ -187,6 +187,21 @@ mod tests {
     }
 
     #[test]
+    fn crate_doc_example_parses() {
+        let doc = include_str!("lib.rs");
+        let example: String = doc
+            .lines()
+            .skip_while(|l| !l.starts_with("//! ```toml"))
+            .skip(1)
+            .take_while(|l| !l.starts_with("//! ```"))
+            .map(|l| format!("{}\n", l.trim_start_matches("//!").trim_start()))
+            .collect();
+        let cfg: StorageConfig = toml::from_str(&example).expect("the crate doc's example is valid");
+        assert_eq!(cfg.targets.len(), 3);
+        assert_eq!(cfg.targets[2].kind, TargetKind::Gcs);
+    }
+
+    #[test]
     fn deserializes_with_defaults() {
         let cfg: StorageConfig = toml::from_str(
             r#"

@@ -8,6 +8,40 @@
 //! Object keys are built from folder/file templates with [`render_path`] and made safe with [`sanitize_key`].
 //! Credentials are never printed: the `Debug` impls redact them and every error text coming from a store is
 //! scrubbed of secrets and signed-URL parameters before it is logged or returned.
+//!
+//! [`StorageConfig`] deserializes from a table like this (the server nests it as `[storage]`):
+//!
+//! ```toml
+//! default_target = "disk"          # used when a template names no bucket; empty = the first target
+//! spool_dir = "/var/spool/ferrocast"
+//! max_backoff = 300                # seconds
+//! multipart_threshold = 16777216   # bytes
+//!
+//! [[targets]]
+//! name = "disk"
+//! kind = "local"
+//! root = "/srv/recordings"
+//! public_url = "https://media.example.com/recordings"
+//!
+//! [[targets]]
+//! name = "minio"
+//! kind = "s3"
+//! endpoint = "http://127.0.0.1:9000"   # empty = AWS
+//! region = "us-east-1"
+//! bucket = "recordings"
+//! access_key_id = "..."
+//! secret_access_key = "..."
+//! path_style = true
+//! prefix = "live"
+//!
+//! [[targets]]
+//! name = "gcs"
+//! kind = "gcs"
+//! bucket = "my-recordings"
+//! service_account_key = "/etc/ferrocast/gcs-key.json"
+//! ```
+
+#![warn(missing_docs)]
 
 mod config;
 mod error;

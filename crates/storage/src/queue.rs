@@ -535,11 +535,12 @@ async fn attempt(shared: Arc<Shared>, id: String) {
 async fn store(storage: &Storage, job: &UploadJob) -> Result<StoredObject, StorageError> {
     let url = storage.url(&job.target, &job.key);
     let exists = tokio::fs::try_exists(&job.local_path).await.unwrap_or(true);
-    if !exists && job.remove_local {
-        if let Some(size) = storage.stored_size(&job.target, &job.key).await? {
-            tracing::info!(target_name = %job.target, key = %job.key, "local file gone and object present: stored before a restart");
-            return Ok(StoredObject { size, url });
-        }
+    if !exists
+        && job.remove_local
+        && let Some(size) = storage.stored_size(&job.target, &job.key).await?
+    {
+        tracing::info!(target_name = %job.target, key = %job.key, "local file gone and object present: stored before a restart");
+        return Ok(StoredObject { size, url });
     }
     let size = storage.put_file(&job.target, &job.local_path, &job.key, &job.content_type, job.remove_local).await?;
     Ok(StoredObject { size, url })

@@ -60,7 +60,7 @@ fn redact_param(text: &str, name: &str) -> String {
         let value_start = pos + found + name.len();
         out.push_str(&text[pos..value_start]);
         let value_len = text[value_start..]
-            .find(|c: char| matches!(c, '&' | '"' | '\'' | ' ' | ')' | ',' | '<' | '>' | '\n' | '\r' | '\t' | '\\'))
+            .find(['&', '"', '\'', ' ', ')', ',', '<', '>', '\n', '\r', '\t', '\\'])
             .unwrap_or(text.len() - value_start);
         if value_len > 0 {
             out.push_str("***");

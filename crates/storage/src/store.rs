@@ -160,10 +160,13 @@ impl Storage {
                     } else {
                         format!("https://{}.s3.{region}.amazonaws.com/{encoded}", c.bucket)
                     }
-                } else if c.path_style {
-                    format!("{}/{}/{encoded}", c.endpoint.trim_end_matches('/'), c.bucket)
                 } else {
-                    format!("{}/{encoded}", virtual_host_endpoint(&c.endpoint, &c.bucket))
+                    let endpoint = without_userinfo(&c.endpoint);
+                    if c.path_style {
+                        format!("{}/{}/{encoded}", endpoint.trim_end_matches('/'), c.bucket)
+                    } else {
+                        format!("{}/{encoded}", virtual_host_endpoint(&endpoint, &c.bucket))
+                    }
                 }
             }
         }
@@ -359,7 +362,8 @@ fn build_target(c: &TargetConfig) -> Result<Target, StorageError> {
     } else {
         sanitize_key(&c.prefix).map_err(|e| StorageError::config(&c.name, format!("prefix: {e}")))?
     };
-    if !c.public_url.is_empty() && !(c.public_url.starts_with("http://") || c.public_url.starts_with("https://")) {
+    let url = &c.public_url;
+    if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
         return Err(StorageError::config(&c.name, "public_url must start with http:// or https://"));
     }
     let mut secrets = vec![c.access_key_id.clone(), c.secret_access_key.clone()];
@@ -370,7 +374,7 @@ fn build_target(c: &TargetConfig) -> Result<Target, StorageError> {
             }
             Backend::Local(PathBuf::from(&c.root))
         }
-        TargetKind::S3 => Backend::Object(build_s3(c, &secrets)?),
+        TargetKind::S3 => Backend::Object(build_s3(c, &mut secrets)?),
         TargetKind::Gcs => Backend::Object(build_gcs(c, &mut secrets)?),
     };
     secrets.retain(|s| !s.is_empty());
@@ -410,6 +414,18 @@ fn client_options(allow_http: bool) -> ClientOptions {
         .with_timeout(Duration::from_secs(120))
 }
 
+/// The endpoint without `user:password@`: callback URLs are handed to third parties.
+fn without_userinfo(endpoint: &str) -> String {
+    match endpoint.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+            let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+            format!("{scheme}://{host}{path}")
+        }
+        None => endpoint.to_string(),
+    }
+}
+
 /// `http://host:port` with the bucket as a subdomain: `http://bucket.host:port`.
 fn virtual_host_endpoint(endpoint: &str, bucket: &str) -> String {
     let endpoint = endpoint.trim_end_matches('/');
@@ -419,12 +435,25 @@ fn virtual_host_endpoint(endpoint: &str, bucket: &str) -> String {
     }
 }
 
-fn build_s3(c: &TargetConfig, secrets: &[String]) -> Result<Arc<dyn ObjectStore>, StorageError> {
+fn build_s3(c: &TargetConfig, secrets: &mut Vec<String>) -> Result<Arc<dyn ObjectStore>, StorageError> {
     check_bucket(c)?;
+    // `http://user:password@host` would otherwise show up in every error that quotes a URL.
+    if let Some((_, rest)) = c.endpoint.split_once("://")
+        && let Some((userinfo, _)) = rest.split('/').next().unwrap_or("").rsplit_once('@')
+    {
+        secrets.push(userinfo.to_string());
+    }
     let region = if c.region.is_empty() { "us-east-1" } else { &c.region };
     let mut builder = match (c.access_key_id.is_empty(), c.secret_access_key.is_empty()) {
         // Credentials left to the environment (AWS_ACCESS_KEY_ID, instance roles, ...).
-        (true, true) => AmazonS3Builder::from_env(),
+        (true, true) => {
+            for var in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"] {
+                if let Ok(value) = std::env::var(var) {
+                    secrets.push(value);
+                }
+            }
+            AmazonS3Builder::from_env()
+        }
         (false, false) => {
             AmazonS3Builder::new().with_access_key_id(&c.access_key_id).with_secret_access_key(&c.secret_access_key)
         }
@@ -609,6 +638,9 @@ mod tests {
         let st2 = storage(vec![v2], "").unwrap();
         assert_eq!(st2.default_target(), "v2");
         assert_eq!(st2.url("v2", "k"), "http://b2.localhost:9000/k");
+        let with_user = s3("u", "http://user:pa55word@127.0.0.1:9000", "b", true);
+        let st3 = storage(vec![with_user], "").unwrap();
+        assert_eq!(st3.url("u", "k"), "http://127.0.0.1:9000/b/k");
     }
 
     #[test]
@@ -682,5 +714,30 @@ mod tests {
         let missing = st.put_file("disk", &src, "x/w.flv", "", true).await.unwrap_err();
         assert!(matches!(missing, StorageError::Io { .. }), "{missing}");
         assert!(matches!(st.put_file("nope", &src, "k", "", false).await, Err(StorageError::UnknownTarget(_))));
+    }
+
+    /// A move across filesystems (rename fails with EXDEV) falls back to copy + fsync + delete.
+    #[tokio::test]
+    async fn local_move_across_filesystems() {
+        use std::os::unix::fs::MetadataExt;
+        let root_dir = tempfile::tempdir().unwrap();
+        let Ok(other) = tempfile::tempdir_in("/dev/shm") else {
+            eprintln!("SKIPPED: no /dev/shm to move from");
+            return;
+        };
+        let dev = |p: &Path| std::fs::metadata(p).map(|m| m.dev()).unwrap();
+        if dev(root_dir.path()) == dev(other.path()) {
+            eprintln!("SKIPPED: /dev/shm is on the same filesystem as the temporary directory");
+            return;
+        }
+        let st = storage(vec![TargetConfig::local("disk", root_dir.path().to_string_lossy())], "").unwrap();
+        let src = other.path().join("big.flv");
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&src, &data).unwrap();
+        assert_eq!(st.put_file("disk", &src, "d/big.flv", "", true).await.unwrap(), 3_000_000);
+        assert!(!src.exists());
+        assert!(std::fs::read(root_dir.path().join("d/big.flv")).unwrap() == data);
+        let leftovers: Vec<_> = std::fs::read_dir(root_dir.path().join("d")).unwrap().collect();
+        assert_eq!(leftovers.len(), 1, "no temporary copy left behind");
     }
 }

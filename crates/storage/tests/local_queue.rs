@@ -94,12 +94,7 @@ async fn failing_job_survives_restart_and_completes() {
         let mut delays = Vec::new();
         for n in 1..=2 {
             match next_event(&mut rx, "failed", WAIT).await {
-                Event::Failed {
-                    attempts,
-                    retry_in,
-                    error,
-                    key,
-                } => {
+                Event::Failed { attempts, retry_in, error, key } => {
                     assert_eq!(attempts, n);
                     assert_eq!(key, "a/rec.mp4");
                     assert!(error.contains("create directory"), "{error}");
@@ -151,9 +146,7 @@ async fn handler_failure_repeats_the_handler_only() {
     std::fs::write(&file, b"aac!").unwrap();
     up.enqueue(job("disk", &file, "x.aac", true)).await.unwrap();
 
-    let Event::Uploaded(first) = next_event(&mut rx, "first uploaded", WAIT).await else {
-        panic!("expected uploaded")
-    };
+    let Event::Uploaded(first) = next_event(&mut rx, "first uploaded", WAIT).await else { panic!("expected uploaded") };
     assert_eq!(first.attempts, 1);
     let Event::Failed { error, retry_in, .. } = next_event(&mut rx, "failed", WAIT).await else {
         panic!("expected failed")
@@ -180,10 +173,7 @@ async fn corrupt_job_files_are_set_aside() {
     let (handler, _rx) = Recorder::new(0);
     let up = Uploader::start(storage, handler).await.unwrap();
     assert_eq!(up.pending(), 0);
-    assert_eq!(
-        job_files(&spool),
-        ["0000000000001-00000000-00000000.json.corrupt"]
-    );
+    assert_eq!(job_files(&spool), ["0000000000001-00000000-00000000.json.corrupt"]);
     assert!(!spool.join("jobs/.0000000000002-00000000-00000000.json.tmp").exists());
 }
 

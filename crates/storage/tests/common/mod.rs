@@ -14,12 +14,7 @@ use tokio::sync::mpsc;
 #[derive(Debug)]
 pub enum Event {
     Uploaded(Uploaded),
-    Failed {
-        key: String,
-        attempts: u32,
-        error: String,
-        retry_in: Duration,
-    },
+    Failed { key: String, attempts: u32, error: String, retry_in: Duration },
 }
 
 /// Forwards every call to a channel; refuses the first `refuse` `uploaded` calls.
@@ -31,23 +26,14 @@ pub struct Recorder {
 impl Recorder {
     pub fn new(refuse: u32) -> (Arc<Recorder>, mpsc::UnboundedReceiver<Event>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        (
-            Arc::new(Recorder {
-                tx,
-                refuse: AtomicU32::new(refuse),
-            }),
-            rx,
-        )
+        (Arc::new(Recorder { tx, refuse: AtomicU32::new(refuse) }), rx)
     }
 }
 
 impl UploadHandler for Recorder {
     fn uploaded(&self, done: Uploaded) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + '_>> {
         Box::pin(async move {
-            let refused = self
-                .refuse
-                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-                .is_ok();
+            let refused = self.refuse.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
             let _ = self.tx.send(Event::Uploaded(done));
             if refused { Err("database unavailable".to_string()) } else { Ok(()) }
         })
@@ -60,12 +46,7 @@ impl UploadHandler for Recorder {
         error: &str,
         retry_in: Duration,
     ) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
-        let event = Event::Failed {
-            key: job.key.clone(),
-            attempts,
-            error: error.to_string(),
-            retry_in,
-        };
+        let event = Event::Failed { key: job.key.clone(), attempts, error: error.to_string(), retry_in };
         Box::pin(async move {
             let _ = self.tx.send(event);
         })
