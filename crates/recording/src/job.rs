@@ -169,7 +169,13 @@ fn to_file_tracks(t: &Tracks) -> FileTracks {
 }
 
 /// Runs a job until its stream ends or it is stopped.
-pub(crate) async fn run(svc: RecordingService, job_key: JobKey, plan: Plan, mut sub: Subscriber, mut stop: watch::Receiver<Stop>) {
+pub(crate) async fn run(
+    svc: RecordingService,
+    job_key: JobKey,
+    plan: Plan,
+    mut sub: Subscriber,
+    mut stop: watch::Receiver<Stop>,
+) {
     let key = job_key.stream.clone();
     let Some(mut job) = Job::new(svc, job_key, plan, &sub).await else { return };
     let mut batch = Vec::with_capacity(64);
@@ -182,13 +188,7 @@ pub(crate) async fn run(svc: RecordingService, job_key: JobKey, plan: Plan, mut 
                 }
             }
             changed = stop.changed() => {
-                let why = match changed {
-                    Ok(()) => {
-                        let now = *stop.borrow();
-                        now
-                    }
-                    Err(_) => Stop::Shutdown,
-                };
+                let why = if changed.is_ok() { current(&stop) } else { Stop::Shutdown };
                 if why != Stop::Running {
                     break why;
                 }
@@ -210,6 +210,11 @@ pub(crate) async fn run(svc: RecordingService, job_key: JobKey, plan: Plan, mut 
     };
     tracing::info!(stream = %key, why = ?reason, "recording: job ending");
     job.finish(reason).await;
+}
+
+/// The stop signal's value (the borrow guard must not live across an await).
+fn current(stop: &watch::Receiver<Stop>) -> Stop {
+    *stop.borrow()
 }
 
 impl Job {
@@ -243,7 +248,8 @@ impl Job {
             match svc.inner.storage.target_for(&param.bucket) {
                 Some(target) => {
                     meta.targets.insert(name.to_string(), target);
-                    let folder = if param.path.trim().is_empty() { cfg.folder_template.clone() } else { param.path.clone() };
+                    let folder =
+                        if param.path.trim().is_empty() { cfg.folder_template.clone() } else { param.path.clone() };
                     meta.folders.insert(name.to_string(), folder);
                     enabled.push(name);
                 }
@@ -271,7 +277,10 @@ impl Job {
             .into_iter()
             .filter(|(f, _)| enabled.contains(&format_name(*f)))
             // Interval 0 (or absent) = one file for the whole push.
-            .map(|(format, p)| FormatSpec { format, interval_ms: if p.interval_s > 0 { p.interval_s * 1000 } else { i64::MAX } })
+            .map(|(format, p)| FormatSpec {
+                format,
+                interval_ms: if p.interval_s > 0 { p.interval_s * 1000 } else { i64::MAX },
+            })
             .collect();
         Some(Job {
             svc,
@@ -527,7 +536,9 @@ impl Job {
             );
             tracing::info!(stream = %self.key, "recording: {why}");
             let _ = std::fs::remove_file(&info.path);
-            self.svc.status(&self.key, &self.session.id(), format, self.plan.start_model, RecordStatus::Error, &why).await;
+            self.svc
+                .status(&self.key, &self.session.id(), format, self.plan.start_model, RecordStatus::Error, &why)
+                .await;
             return;
         }
         let (start, end) = (self.wall(info.start_ms), self.wall(info.end_ms));
@@ -557,14 +568,14 @@ impl Job {
             let why = "no file: the stream ended before any media arrived";
             tracing::info!(stream = %self.key, "recording: {why}");
             for f in self.enabled.clone() {
-                self.svc.status(&self.key, &self.session.id(), f, self.plan.start_model, RecordStatus::Error, why).await;
+                self.svc
+                    .status(&self.key, &self.session.id(), f, self.plan.start_model, RecordStatus::Error, why)
+                    .await;
             }
         }
         self.close_files().await;
         let resume_s = self.plan.template.hls_resume_timeout_s;
-        let park = reason == Stop::Running
-            && resume_s > 0
-            && !self.svc.inner.shutting_down.load(Ordering::Relaxed);
+        let park = reason == Stop::Running && resume_s > 0 && !self.svc.inner.shutting_down.load(Ordering::Relaxed);
         if let Some(mut hls) = self.hls.take() {
             if park {
                 match hls.rec.close_segment() {
@@ -704,7 +715,11 @@ async fn finish_hls(svc: &RecordingService, mut hls: HlsRun) {
     let job = UploadJob {
         target: hls.session.target("hls"),
         local_path: playlist,
-        key: format!("{}/{}.m3u8", hls.folder, hls.session.meta.lock().hls.get(&hls.sub).map(|h| h.stem.clone()).unwrap_or_default()),
+        key: format!(
+            "{}/{}.m3u8",
+            hls.folder,
+            hls.session.meta.lock().hls.get(&hls.sub).map(|h| h.stem.clone()).unwrap_or_default()
+        ),
         content_type: content_type("m3u8").to_string(),
         remove_local: true,
         meta: json!({ "kind": "file", "event": event }),
@@ -772,7 +787,9 @@ pub(crate) async fn recover_session(svc: &RecordingService, dir: &Path) {
                 let _ = std::fs::remove_file(&r.path);
             }
             Ok(None) => {}
-            Err(e) => tracing::warn!(file = %path.display(), error = %e, "recording: file could not be recovered; left in the spool"),
+            Err(e) => {
+                tracing::warn!(file = %path.display(), error = %e, "recording: file could not be recovered; left in the spool")
+            }
         }
     }
     if data_files == 0 && (meta.ended || meta.enqueued.is_empty() && meta.hls.is_empty()) {
@@ -858,7 +875,8 @@ async fn recover_hls(svc: &RecordingService, session: &Session, sub: &str) -> us
         return present;
     }
     tracing::info!(playlist = %playlist_path.display(), segments = segments.len(), duration_ms = duration, "recording: HLS recording recovered after a crash");
-    let size = segments.iter().map(|s| s.size).sum::<u64>() + std::fs::metadata(&playlist_path).map(|m| m.len()).unwrap_or(0);
+    let size =
+        segments.iter().map(|s| s.size).sum::<u64>() + std::fs::metadata(&playlist_path).map(|m| m.len()).unwrap_or(0);
     let event = session.file_event("hls", h.start_ms, h.start_ms + duration, duration, size);
     let job = UploadJob {
         target: session.target("hls"),

@@ -76,8 +76,7 @@ impl Default for RecordingConfig {
 }
 
 /// The documented default folder of recordings in third-party storage.
-pub const DEFAULT_FOLDER: &str =
-    "{RecordSource}/{Domain}/{AppName}/{StreamID}/{RecordId}/{StartYear}-{StartMonth}-{StartDay}-{StartHour}-{StartMinute}-{StartSecond}";
+pub const DEFAULT_FOLDER: &str = "{RecordSource}/{Domain}/{AppName}/{StreamID}/{RecordId}/{StartYear}-{StartMonth}-{StartDay}-{StartHour}-{StartMinute}-{StartSecond}";
 
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
@@ -465,7 +464,14 @@ impl RecordingService {
     }
 
     /// Queues an event for the stream's callback template (which decides the URL by event type).
-    pub(crate) async fn callback(&self, event_type: i64, domain: &str, app: &str, stream: &str, payload: Map<String, Value>) {
+    pub(crate) async fn callback(
+        &self,
+        event_type: i64,
+        domain: &str,
+        app: &str,
+        stream: &str,
+        payload: Map<String, Value>,
+    ) {
         let session = payload.get("session_id").and_then(Value::as_str).unwrap_or_default().to_string();
         let level = payload.get("exception_level").and_then(Value::as_str).unwrap_or_default().to_string();
         if let Err(e) =
@@ -586,9 +592,20 @@ impl RecordingService {
             return;
         }
         let key = StreamKey::new(&domain, &app, &stream);
-        let desc = format!("upload of {} to storage target {} failed {attempts} times: {error}; retrying", job.key, job.target);
-        self.exception(&key, &field("session_id"), &field("format"), "error", events::exception::WRITE_FAILED, u64::from(attempts), &desc)
-            .await;
+        let desc = format!(
+            "upload of {} to storage target {} failed {attempts} times: {error}; retrying",
+            job.key, job.target
+        );
+        self.exception(
+            &key,
+            &field("session_id"),
+            &field("format"),
+            "error",
+            events::exception::WRITE_FAILED,
+            u64::from(attempts),
+            &desc,
+        )
+        .await;
     }
 
     /// Recovers the sessions a previous run left in the spool (see [`job::recover_session`]).
@@ -614,7 +631,9 @@ impl RecordingService {
 pub(crate) fn query_string(params: &[(String, String)]) -> String {
     params
         .iter()
-        .map(|(k, v)| format!("{}={}", ferrocast_formats::hls::uri_component(k), ferrocast_formats::hls::uri_component(v)))
+        .map(|(k, v)| {
+            format!("{}={}", ferrocast_formats::hls::uri_component(k), ferrocast_formats::hls::uri_component(v))
+        })
         .collect::<Vec<_>>()
         .join("&")
 }

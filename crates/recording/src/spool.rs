@@ -177,7 +177,8 @@ pub fn adts_complete_len(data: &[u8]) -> (usize, i64) {
         if data[at] != 0xff || data[at + 1] & 0xf0 != 0xf0 {
             break;
         }
-        let len = (((data[at + 3] & 0x03) as usize) << 11) | ((data[at + 4] as usize) << 3) | (data[at + 5] as usize >> 5);
+        let len =
+            (((data[at + 3] & 0x03) as usize) << 11) | ((data[at + 4] as usize) << 3) | (data[at + 5] as usize >> 5);
         if len < 7 || at + len > data.len() {
             break;
         }
