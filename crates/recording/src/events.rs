@@ -169,6 +169,8 @@ pub mod exception {
     pub const WRITE_FAILED: i64 = -104;
     /// "The recording file is truncated due to a video encoding method change."
     pub const CODEC_CHANGED: i64 = -120;
+    /// "Abnormal video frames are dropped": the recorder fell behind the stream and skipped frames.
+    pub const FRAMES_DROPPED: i64 = -130;
 }
 
 /// Event 341's body.

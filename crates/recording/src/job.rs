@@ -182,11 +182,11 @@ pub(crate) async fn run(
     let reason = loop {
         batch.clear();
         tokio::select! {
-            b = sub.next_batch(&mut batch, 64) => {
-                if matches!(b, Batch::Ended) {
-                    break Stop::Running;
-                }
-            }
+            b = sub.next_batch(&mut batch, 64) => match b {
+                Batch::Ended => break Stop::Running,
+                Batch::Entries { skipped } if skipped > 0 => job.on_skipped(skipped).await,
+                Batch::Entries { .. } => {}
+            },
             changed = stop.changed() => {
                 let why = if changed.is_ok() { current(&stop) } else { Stop::Shutdown };
                 if why != Stop::Running {
@@ -511,6 +511,17 @@ impl Job {
         }
         if let (Some(seg), Some(hls)) = (closed, self.hls.as_ref()) {
             hand_over_segment(&self.svc, hls, seg).await;
+        }
+    }
+
+    /// The job fell behind the hub's ring (the disk is too slow) and frames were lost from the recording: never
+    /// silently.
+    async fn on_skipped(&mut self, skipped: u64) {
+        tracing::warn!(stream = %self.key, frames = skipped, "recording: fell behind the stream; frames skipped");
+        let session_id = self.session.id();
+        let desc = format!("the recorder fell behind and skipped {skipped} frames");
+        for f in self.enabled.clone() {
+            self.svc.exception(&self.key, &session_id, f, "warning", exception::FRAMES_DROPPED, skipped, &desc).await;
         }
     }
 

@@ -516,7 +516,15 @@ impl RecordSection {
         if !["UTC", "UTC+8"].iter().any(|z| z.eq_ignore_ascii_case(&self.time_zone)) {
             return bad(format!("time_zone = {:?}: expected \"UTC+8\" or \"UTC\"", self.time_zone));
         }
-        let vars = ferrocast_storage::PathVars::default();
+        let vars = ferrocast_storage::PathVars {
+            record_source: "origin".into(),
+            domain: "push.example.com".into(),
+            app: "live".into(),
+            stream: "stream".into(),
+            record_id: "1".into(),
+            random_id: "1".into(),
+            ..ferrocast_storage::PathVars::default()
+        };
         for (name, t) in [("folder_template", &self.folder_template), ("file_template", &self.file_template)] {
             if let Err(e) = ferrocast_storage::render_path(t, &vars) {
                 return bad(format!("{name}: {e}"));
