@@ -588,7 +588,8 @@ pub async fn create_task(state: &ApiState, p: &Params) -> Out {
     object(json!({ "TaskId": task.id }))
 }
 
-/// `StopRecordTask`: the task ends now (a running recording stops); `Stopped` records when.
+/// `StopRecordTask`: the task ends now (a running recording stops; one that has not started never will);
+/// `Stopped` records when.
 pub async fn stop_task(state: &ApiState, p: &Params) -> Out {
     let id = task_id(p)?;
     match state.store.stop_record_task(&id, unix_now()).await? {
