@@ -409,7 +409,8 @@ impl Store {
         Ok(row.as_ref().map(task_from_row).transpose()?)
     }
 
-    /// Stops a task at `now`: its end moves to `now` unless it ended already, and `stopped_at` is set once.
+    /// Stops a task at `now`: its end moves to `now` unless it ended already (to its start if it has not
+    /// started, so that the window stays [start, end) with start <= end), and `stopped_at` is set once.
     /// Returns the task as it is afterwards, `None` if there is no such task.
     pub(crate) async fn stop_task_in(
         &self,
@@ -418,8 +419,8 @@ impl Store {
         now: i64,
     ) -> Result<Option<RecordTask>, StoreError> {
         sqlx::query(&format!(
-            "UPDATE {} SET end_time = CASE WHEN end_time > $1 THEN $1 ELSE end_time END, \
-             stopped_at = CASE WHEN stopped_at = 0 THEN $1 ELSE stopped_at END WHERE id = $2",
+            "UPDATE {} SET end_time = CASE WHEN end_time <= $1 THEN end_time \
+             WHEN start_time > $1 THEN start_time ELSE $1 END, stopped_at = CASE WHEN stopped_at = 0 THEN $1 ELSE stopped_at END WHERE id = $2",
             t.tasks
         ))
         .bind(now)
@@ -822,6 +823,10 @@ mod tests {
             let ended = store.stop_record_task("t3", 180).await.expect("stop").expect("exists");
             assert_eq!((ended.end_time, ended.stopped_at), (160, 180));
             assert_eq!(store.stop_record_task("nope", 180).await.expect("stop"), None);
+            store.create_record_task(&task("t5", 900, 950, a)).await.expect("task");
+            let early = store.stop_record_task("t5", 180).await.expect("stop").expect("exists");
+            assert_eq!((early.start_time, early.end_time, early.stopped_at), (900, 900, 180), "never started");
+            assert!(store.delete_record_task("t5").await.expect("delete"));
             assert_eq!(active(175).await, [("t1".to_string(), a)]);
 
             // Paging by (start_time, id); the window must contain the whole task.

@@ -299,8 +299,8 @@ impl Store {
         Ok(self.task_in(SNAPSHOT, id).await?.map(ScreenshotTask::from))
     }
 
-    /// Stops a task at `now` (its end moves to `now` unless it ended already; `stopped_at` is set once); `None` if
-    /// there is no such task.
+    /// Stops a task at `now` (its end moves to `now`, or to its start if it has not started, unless it ended
+    /// already; `stopped_at` is set once); `None` if there is no such task.
     pub async fn stop_screenshot_task(&self, id: &str, now: i64) -> Result<Option<ScreenshotTask>, StoreError> {
         Ok(self.stop_task_in(SNAPSHOT, id, now).await?.map(ScreenshotTask::from))
     }

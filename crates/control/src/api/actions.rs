@@ -4,7 +4,7 @@
 use serde_json::{Map, Value, json};
 
 use super::sign::datetime;
-use super::{ApiError, ApiState, Out, Params, callbacks, delay, history, object, streams, timeshift};
+use super::{ApiError, ApiState, Out, Params, callbacks, delay, history, object, record, snapshot, streams, timeshift};
 use crate::store::{AuthKeyUpdate, DOMAIN_PLAY, DOMAIN_PUSH, Domain, NewDomain, RefererRow, StoreError};
 
 const BEIJING: i64 = 8 * 3600;
@@ -55,6 +55,30 @@ pub async fn dispatch(state: &ApiState, action: &str, p: Params) -> Out {
         "DeleteLiveTimeShiftRule" => (timeshift::delete_rule(state, &p).await, false),
         "DescribeTimeShiftStreamList" => (timeshift::stream_list(state, &p).await, false),
         "DescribeTimeShiftRecordDetail" => (timeshift::record_detail(state, &p).await, false),
+        "CreateLiveRecordTemplate" => (record::create_template(state, &p).await, false),
+        "ModifyLiveRecordTemplate" => (record::modify_template(state, &p).await, false),
+        "DescribeLiveRecordTemplate" => (record::describe_template(state, &p).await, false),
+        "DescribeLiveRecordTemplates" => (record::describe_templates(state, &p).await, false),
+        "DeleteLiveRecordTemplate" => (record::delete_template(state, &p).await, false),
+        "CreateLiveRecordRule" => (record::create_rule(state, &p).await, false),
+        "DescribeLiveRecordRules" => (record::describe_rules(state, &p).await, false),
+        "DeleteLiveRecordRule" => (record::delete_rule(state, &p).await, false),
+        "CreateRecordTask" => (record::create_task(state, &p).await, false),
+        "StopRecordTask" => (record::stop_task(state, &p).await, false),
+        "DeleteRecordTask" => (record::delete_task(state, &p).await, false),
+        "DescribeRecordTask" => (record::describe_tasks(state, &p).await, false),
+        "CreateLiveSnapshotTemplate" => (snapshot::create_template(state, &p).await, false),
+        "ModifyLiveSnapshotTemplate" => (snapshot::modify_template(state, &p).await, false),
+        "DescribeLiveSnapshotTemplate" => (snapshot::describe_template(state, &p).await, false),
+        "DescribeLiveSnapshotTemplates" => (snapshot::describe_templates(state, &p).await, false),
+        "DeleteLiveSnapshotTemplate" => (snapshot::delete_template(state, &p).await, false),
+        "CreateLiveSnapshotRule" => (snapshot::create_rule(state, &p).await, false),
+        "DescribeLiveSnapshotRules" => (snapshot::describe_rules(state, &p).await, false),
+        "DeleteLiveSnapshotRule" => (snapshot::delete_rule(state, &p).await, false),
+        "CreateScreenshotTask" => (snapshot::create_task(state, &p).await, false),
+        "StopScreenshotTask" => (snapshot::stop_task(state, &p).await, false),
+        "DeleteScreenshotTask" => (snapshot::delete_task(state, &p).await, false),
+        "DescribeScreenshotTask" => (snapshot::describe_tasks(state, &p).await, false),
         _ => return Err(ApiError::new("InvalidAction", format!("The API `{action}` does not exist."))),
     };
     if modifies && out.is_ok() {

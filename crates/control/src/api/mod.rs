@@ -6,7 +6,9 @@ pub mod callbacks;
 mod delay;
 mod history;
 mod params;
+pub mod record;
 pub mod sign;
+pub mod snapshot;
 pub mod streams;
 pub mod timeshift;
 
