@@ -183,9 +183,12 @@ def test_interval_splitting_and_short_pushes(server_factory, receiver):
     setup(server, receiver, {"FlvParam": record_param()}, stream="tiny")
     pub = publish(server.rtmp("tiny"), 1.5, gop=GOP, name="pub-tiny")
     assert pub.wait(30) == 0
-    errors = wait_events(receiver, "/status", 332, 1, 15, "no-file status")
-    tiny = [e for e in errors if e["stream_id"] == "tiny" and e["record_event"] == "record_error"]
-    assert tiny and "no file" in tiny[0]["message"], errors
+    def tiny_errors():
+        return [e for e in receiver.events("/status", 332)
+                if e["stream_id"] == "tiny" and e["record_event"] == "record_error"]
+
+    wait_until(lambda: tiny_errors(), 15, what="the no-file status of the short push")
+    assert "no file" in tiny_errors()[0]["message"], tiny_errors()
     assert not [e for e in receiver.events("/record", 100) if e["stream_id"] == "tiny"]
 
 
@@ -327,8 +330,11 @@ class Moto:
     def start(self) -> "Moto":
         self.proc = Proc("moto", [self.exe, "-H", "127.0.0.1", "-p", str(self.port)], 600)
         wait_until(lambda: _up(self.endpoint), 20, what="moto up")
-        assert requests.put(f"{self.endpoint}/{BUCKET}", timeout=5).status_code == 200
+        self.s3().create_bucket(Bucket=BUCKET)
         return self
+
+    def s3(self):
+        return s3_client(self.endpoint)
 
     def stop(self) -> None:
         if self.proc:
@@ -336,9 +342,15 @@ class Moto:
             self.proc = None
 
     def get(self, key: str) -> bytes:
-        r = requests.get(f"{self.endpoint}/{BUCKET}/{key}", timeout=10)
-        assert r.status_code == 200, (key, r.status_code)
-        return r.content
+        return self.s3().get_object(Bucket=BUCKET, Key=key)["Body"].read()
+
+
+def s3_client(endpoint: str):
+    """boto3 (it comes with moto): an independent S3 client to create buckets and read back what ferrocast stored."""
+    import boto3
+
+    return boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=ACCESS, aws_secret_access_key=SECRET,
+                        region_name="us-east-1")
 
 
 def _up(url: str) -> bool:
@@ -425,12 +437,8 @@ def test_s3_upload_to_seaweedfs(server_factory, receiver, tmp_path):
         files = wait_events(receiver, "/record", 100, 1, 40, "the mp4 in SeaweedFS")
         assert files[0]["video_url"].startswith(f"{endpoint}/{BUCKET}/")
         key = urllib.parse.unquote(files[0]["video_url"][len(f"{endpoint}/{BUCKET}/"):])
-        import boto3
-
-        s3 = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=ACCESS, aws_secret_access_key=SECRET,
-                          region_name="us-east-1")
         local = tmp_path / "weed.mp4"
-        local.write_bytes(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
+        local.write_bytes(s3_client(endpoint).get_object(Bucket=BUCKET, Key=key)["Body"].read())
         assert local.stat().st_size == files[0]["file_size"]
         check_file(local, 4.0)
     finally:
@@ -439,10 +447,7 @@ def test_s3_upload_to_seaweedfs(server_factory, receiver, tmp_path):
 
 def _weed_bucket(weed: str, tmp_path: Path, port: int) -> None:
     """Creates BUCKET in SeaweedFS through its S3 API (boto3 comes with moto)."""
-    import boto3
-
-    s3 = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", aws_access_key_id=ACCESS,
-                      aws_secret_access_key=SECRET, region_name="us-east-1")
+    s3 = s3_client(f"http://127.0.0.1:{port}")
     wait_until(lambda: _try(lambda: s3.create_bucket(Bucket=BUCKET)), 30, what="bucket created in SeaweedFS")
 
 

@@ -40,6 +40,10 @@ struct OpenSegment {
     out: BufWriter<File>,
     start_ms: i64,
     last_ms: i64,
+    /// Time between the last two frames of the clock track (video, else audio): the last frame's duration.
+    frame_ms: i64,
+    /// DTS of the last frame of the clock track.
+    clock_ms: Option<i64>,
     discontinuity: bool,
     size: u64,
 }
@@ -56,6 +60,16 @@ pub struct HlsRecording {
     segments: Vec<HlsSegment>,
     next_index: u32,
     discontinuity_next: bool,
+    /// After a resume: the first frame written is moved to where the recording ended.
+    rebase_next: bool,
+    /// Added to every frame's times (ms): keeps the recording's timeline increasing across resumptions, whose
+    /// publishers usually start again at 0 (players, ffmpeg among them, mishandle timestamps going back even
+    /// after `EXT-X-DISCONTINUITY`).
+    shift_ms: i64,
+    /// DTS (ms, shifted) of the last video and audio frame written: a frame at or before it (around a resume,
+    /// where the new publisher's audio may start a little before its first keyframe) is dropped, so that each
+    /// track's timeline only goes forward.
+    last_dts: [Option<i64>; 2],
     buf: BytesMut,
 }
 
@@ -75,6 +89,9 @@ impl HlsRecording {
             segments: Vec::new(),
             next_index: 0,
             discontinuity_next: false,
+            rebase_next: false,
+            shift_ms: 0,
+            last_dts: [None, None],
             buf: BytesMut::with_capacity(64 * 1024),
         })
     }
@@ -109,9 +126,29 @@ impl HlsRecording {
         if !wanted {
             return Ok(None);
         }
-        let time = frame.dts_ms();
         let start_point =
             if self.tracks.video.is_some() { frame.media == MediaType::Video && frame.keyframe } else { true };
+        if self.rebase_next && start_point && self.open.is_none() {
+            self.rebase_next = false;
+            let end = self.segments.last().map_or(frame.dts_ms(), |s| s.start_ms + s.duration_ms);
+            self.shift_ms = end - frame.dts_ms();
+        }
+        let shifted;
+        let frame = if self.shift_ms != 0 {
+            let mut f = frame.clone();
+            let shift = ferrocast_media::rescale(self.shift_ms, 1000, f.timebase);
+            f.dts += shift;
+            f.pts += shift;
+            shifted = f;
+            &shifted
+        } else {
+            frame
+        };
+        let time = frame.dts_ms();
+        let track = usize::from(frame.media == MediaType::Audio);
+        if self.last_dts[track].is_some_and(|last| time <= last) {
+            return Ok(None);
+        }
         let mut closed = None;
         if start_point && self.open.as_ref().is_some_and(|s| time - s.start_ms >= self.segment_ms) {
             closed = self.close_segment_at(Some(time))?;
@@ -126,10 +163,21 @@ impl HlsRecording {
         if let Err(e) = self.muxer.write_frame(frame, &mut self.buf) {
             return Err(WriteError::Unsupported(format!("MPEG-TS: {e}")));
         }
+        self.last_dts[track] = Some(time);
+        let clock = match frame.media {
+            MediaType::Video => true,
+            MediaType::Audio => self.tracks.video.is_none(),
+        };
         if let Some(seg) = self.open.as_mut() {
             seg.out.write_all(&self.buf)?;
             seg.size += self.buf.len() as u64;
             seg.last_ms = seg.last_ms.max(time);
+            if clock {
+                if let Some(prev) = seg.clock_ms.filter(|p| time > *p) {
+                    seg.frame_ms = time - prev;
+                }
+                seg.clock_ms = Some(time);
+            }
         }
         Ok(closed)
     }
@@ -151,6 +199,8 @@ impl HlsRecording {
             out,
             start_ms: time,
             last_ms: time,
+            frame_ms: 0,
+            clock_ms: None,
             discontinuity: std::mem::take(&mut self.discontinuity_next),
             size: self.buf.len() as u64,
         });
@@ -164,7 +214,8 @@ impl HlsRecording {
         seg.out.flush()?;
         seg.out.get_ref().sync_data()?;
         self.counters = Some(self.muxer.continuity_counters());
-        let end = next_start.filter(|n| *n > seg.start_ms).unwrap_or(seg.last_ms);
+        let end =
+            next_start.filter(|n| *n > seg.start_ms).unwrap_or(seg.clock_ms.map_or(seg.last_ms, |c| c + seg.frame_ms));
         // A single-frame segment still lasts a frame, not 0 s.
         let duration_ms = (end - seg.start_ms).max(1);
         let done = HlsSegment {
@@ -193,6 +244,7 @@ impl HlsRecording {
         self.tracks = tracks;
         // The new muxer continues the counters so players see no continuity error within the PIDs.
         self.discontinuity_next = !self.segments.is_empty();
+        self.rebase_next = !self.segments.is_empty();
         Ok(closed)
     }
 
@@ -305,6 +357,14 @@ mod tests {
         }
         let errors = decode_errors(&rec.playlist_path());
         assert!(errors.is_empty(), "{errors}");
+        // The second publisher's timeline (starting again at 0) continues where the first one ended.
+        let probe = std::process::Command::new("/usr/bin/ffprobe")
+            .args(["-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0"])
+            .arg(rec.playlist_path())
+            .output()
+            .expect("ffprobe");
+        let seconds: f64 = String::from_utf8_lossy(&probe.stdout).trim().parse().unwrap_or(0.0);
+        assert!((seconds - 6.0).abs() < 0.3, "the playlist lasts {seconds} s");
         let _ = std::fs::remove_dir_all(&dir);
     }
 
