@@ -105,6 +105,8 @@ step "cargo build --workspace --bins (debug)"
 cargo build --workspace --bins
 
 step "cargo test --workspace"
+# The storage crate's S3 tests run against moto and SeaweedFS from tests/requirements.txt.
+export FERROCAST_TEST_MOTO="$ROOT/.venv/bin/moto_server" FERROCAST_TEST_WEED="$ROOT/.venv/bin/weed"
 cargo test --workspace
 
 step "store tests on PostgreSQL"

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import Proc, decode_errors, free_port, publish, run, tool, wait_until
+from conftest import Proc, decode_errors, ffmpeg9, free_port, has_encoder, publish, run, tool, wait_until
 from test_api import PUSH, SECRET_ID, SECRET_KEY, call, client, error_code
 from test_callbacks import KEY, Receiver, check_sign
 
@@ -219,6 +219,45 @@ def test_hls_resumption_gives_one_recording_with_a_discontinuity(server_factory,
     assert abs(duration(path) - 8) <= 1.5 and not decode_errors(path)
     events = [s["record_event"] for s in receiver.events("/status", 332)]
     assert "record_paused" in events and "record_resumed" in events, events
+
+
+@pytest.mark.parametrize("codec,audio", [("hevc", "aac"), ("av1", "opus")])
+def test_codecs_follow_the_support_table(server_factory, receiver, tmp_path, codec, audio):
+    """Spec §6: H.265 in FLV (Enhanced RTMP), HLS and MP4; AV1 in FLV and MP4 but not HLS; Opus in FLV, HLS and MP4
+    but not in AAC files. A format that cannot carry the stream is refused with events 341 and 332 (record_error),
+    and the other formats are recorded."""
+    ff9 = ffmpeg9()
+    if codec == "av1" and not (has_encoder(ff9, "libsvtav1") or has_encoder(ff9, "libaom-av1")):
+        pytest.skip("no AV1 encoder in ffmpeg 9")
+    server = server_factory(ENV)
+    stream = f"c{codec}"
+    setup(server, receiver, {"FlvParam": record_param(), "HlsParam": record_param(), "Mp4Param": record_param(),
+                             "AacParam": record_param()}, stream=stream)
+    pub = publish(server.rtmp(stream), 5, codec=codec, audio=audio, size="320x240", rate=25, gop=25, ffmpeg=ff9,
+                  name=f"pub-{stream}")
+    server.wait_live(stream)
+    assert pub.wait(60) == 0, pub.tail()
+    carried = {"hevc": {"flv", "hls", "mp4", "aac"}, "av1": {"flv", "mp4"}}[codec]
+    files = wait_events(receiver, "/record", 100, len(carried), 30, f"files of {sorted(carried)}")
+    time.sleep(1)
+    files = receiver.events("/record", 100)
+    assert {e["file_format"] for e in files} == carried, [e["file_format"] for e in files]
+    for e in files:
+        path = local_path(e["video_url"])
+        # Debian's ffprobe cannot read Enhanced RTMP FLV: ffmpeg 9 copies every file into Matroska first.
+        mkv = tmp_path / f"{e['file_format']}.mkv"
+        r = run([ff9, "-v", "error", "-y", "-i", path, "-c", "copy", mkv], limit=60)
+        assert r.rc == 0, r.stderr
+        want = {audio} if e["file_format"] == "aac" else {codec, audio}
+        assert codecs(mkv) == want, (e["file_format"], codecs(mkv))
+        assert abs(duration(mkv) - 5) <= 1.0, (e["file_format"], duration(mkv))
+    refused = {"flv", "hls", "mp4", "aac"} - carried
+    if refused:
+        exceptions = wait_events(receiver, "/exception", 341, len(refused), 10, "exceptions for the refused formats")
+        assert {x["file_format"] for x in exceptions} >= {"ts" if f == "hls" else f for f in refused}, exceptions
+        assert all(x["exception"]["type"] == -104 and x["exception_level"] == "error" for x in exceptions)
+        errors = [s for s in receiver.events("/status", 332) if s["record_event"] == "record_error"]
+        assert len(errors) >= len(refused), errors
 
 
 def test_record_task_real_time_and_window(server_factory, receiver):

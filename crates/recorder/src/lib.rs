@@ -42,9 +42,9 @@ impl Recording {
         }
     }
 
-    /// Writes a frame to every format, starting or splitting files as needed. A format that cannot record this
-    /// stream (e.g. AAC of Opus audio) reports its error once and stops.
-    pub fn write(&mut self, frame: &Frame) -> Vec<WriteError> {
+    /// Writes a frame to every format, starting or splitting files as needed; returns the errors with their formats.
+    /// A format that cannot record this stream (e.g. AAC of Opus audio) reports its error once and stops.
+    pub fn write(&mut self, frame: &Frame) -> Vec<(RecordFormat, WriteError)> {
         let mut errors = Vec::new();
         let has_video = self.tracks.video.is_some();
         let time = frame.dts_ms();
@@ -60,7 +60,7 @@ impl Recording {
             if split && let Some(w) = current.take() {
                 match w.finish() {
                     Ok(info) => self.finished.push(info),
-                    Err(e) => errors.push(e),
+                    Err(e) => errors.push((spec.format, e)),
                 }
             }
             if current.is_none() && start_point && *count != u32::MAX {
@@ -70,14 +70,14 @@ impl Recording {
                     Ok(w) => *current = Some(w),
                     Err(e) => {
                         *count = u32::MAX;
-                        errors.push(e);
+                        errors.push((spec.format, e));
                     }
                 }
             }
             if let Some(w) = current.as_mut()
                 && let Err(e) = w.write(frame)
             {
-                errors.push(e);
+                errors.push((spec.format, e));
             }
         }
         errors
@@ -89,13 +89,13 @@ impl Recording {
     }
 
     /// Completes every open file.
-    pub fn finish(mut self) -> (Vec<FileInfo>, Vec<WriteError>) {
+    pub fn finish(mut self) -> (Vec<FileInfo>, Vec<(RecordFormat, WriteError)>) {
         let mut errors = Vec::new();
-        for (_, current, _) in &mut self.formats {
+        for (spec, current, _) in &mut self.formats {
             if let Some(w) = current.take() {
                 match w.finish() {
                     Ok(info) => self.finished.push(info),
-                    Err(e) => errors.push(e),
+                    Err(e) => errors.push((spec.format, e)),
                 }
             }
         }

@@ -392,7 +392,7 @@ impl Job {
                 },
                 None => {
                     let first = self.pending.first().map(|f| f.dts_ms()).unwrap_or(0);
-                    self.start_hls(first);
+                    self.start_hls(first).await;
                 }
             }
         } else if let Some(p) = parked {
@@ -419,9 +419,16 @@ impl Job {
         self.rec = Some(Recording::new(self.session.dir.clone(), &name, ft, self.formats.clone()));
     }
 
-    /// Starts a new HLS recording whose first frame is at stream time `first_ms`.
-    fn start_hls(&mut self, first_ms: i64) {
-        let Some(ft) = self.file_tracks.clone() else { return };
+    /// Starts a new HLS recording whose first frame is at stream time `first_ms`; a stream HLS cannot carry
+    /// (AV1 in MPEG-TS) is reported, and only HLS is not recorded.
+    async fn start_hls(&mut self, first_ms: i64) {
+        if let Err(e) = self.try_start_hls(first_ms) {
+            self.report_write_error("hls", &e).await;
+        }
+    }
+
+    fn try_start_hls(&mut self, first_ms: i64) -> Result<(), String> {
+        let Some(ft) = self.file_tracks.clone() else { return Ok(()) };
         self.hls_count += 1;
         let sub = format!("hls{}", self.hls_count);
         let start_wall = self.wall(first_ms);
@@ -429,13 +436,8 @@ impl Job {
             let m = self.session.meta.lock();
             render_path(&m.file_template, &path_vars(&m, start_wall, start_wall)).unwrap_or_else(|_| m.stream.clone())
         };
-        let folder = match self.session.object_key("hls", start_wall, start_wall, "m3u8") {
-            Ok(k) => k.rsplit_once('/').map(|(f, _)| f.to_string()).unwrap_or_default(),
-            Err(e) => {
-                tracing::error!(stream = %self.key, error = %e, "recording: bad HLS path template; HLS not recorded");
-                return;
-            }
-        };
+        let key = self.session.object_key("hls", start_wall, start_wall, "m3u8")?;
+        let folder = key.rsplit_once('/').map(|(f, _)| f.to_string()).unwrap_or_default();
         let dir = self.session.dir.join(&sub);
         match HlsRecording::new(&dir, &stem, ft, self.svc.inner.config.hls_segment_ms) {
             Ok(rec) => {
@@ -455,8 +457,9 @@ impl Job {
                     folder,
                     start_model: self.plan.start_model,
                 });
+                Ok(())
             }
-            Err(e) => tracing::error!(stream = %self.key, error = %e, "recording: HLS recording not started"),
+            Err(e) => Err(e.to_string()),
         }
     }
 
@@ -474,8 +477,8 @@ impl Job {
         if let Some(rec) = self.rec.as_mut() {
             let errors = rec.write(f);
             let finished = rec.take_finished();
-            for e in errors {
-                self.report_write_error("", &e.to_string()).await;
+            for (format, e) in errors {
+                self.report_write_error(format_name(format), &e.to_string()).await;
             }
             for info in finished {
                 self.hand_over_file(info).await;
@@ -492,7 +495,7 @@ impl Job {
                 if let Some(done) = self.hls.take() {
                     finish_hls(&self.svc, done).await;
                 }
-                self.start_hls(f.dts_ms());
+                self.start_hls(f.dts_ms()).await;
             }
         }
         let mut closed = None;
@@ -531,7 +534,6 @@ impl Job {
             return;
         }
         tracing::error!(stream = %self.key, format, error, "recording: write failed");
-        let format = if format.is_empty() { self.enabled.first().copied().unwrap_or("") } else { format };
         let session_id = self.session.id();
         self.svc.exception(&self.key, &session_id, format, "error", exception::WRITE_FAILED, 1, error).await;
         self.svc.status(&self.key, &session_id, format, self.plan.start_model, RecordStatus::Error, error).await;
@@ -561,8 +563,8 @@ impl Job {
     async fn close_files(&mut self) {
         if let Some(rec) = self.rec.take() {
             let (files, errors) = rec.finish();
-            for e in errors {
-                self.report_write_error("", &e.to_string()).await;
+            for (format, e) in errors {
+                self.report_write_error(format_name(format), &e.to_string()).await;
             }
             for info in files {
                 self.hand_over_file(info).await;
