@@ -447,6 +447,25 @@ def test_s3_upload_survives_storage_down_then_up(server_factory, receiver, tmp_p
                 local = tmp_path / "dl.m3u8"
                 local.write_bytes(data)
             check_file(local, 5.0)
+        # Upload while recording (FlvSpecialParam.UploadInRecording) with the store up: the FLV is streamed to S3
+        # as it is written.
+        c = client(server)
+        tid = call(c, "CreateLiveRecordTemplate", {
+            "TemplateName": "growing", "FlvParam": record_param(CosBucketName=BUCKET),
+            "FlvSpecialParam": {"UploadInRecording": True}}).TemplateId
+        call(c, "CreateLiveRecordRule", {"DomainName": PUSH, "AppName": "live", "StreamName": "s3grow",
+                                         "TemplateId": tid})
+        pub = publish(server.rtmp("s3grow"), 5, gop=GOP, name="pub-s3grow")
+        server.wait_live("s3grow")
+        wait_until(lambda: "uploaded while it is recorded" in server.text(), 10, what="upload while recording")
+        assert pub.wait(30) == 0
+        grown = wait_until(lambda: [e for e in receiver.events("/record", 100) if e["stream_id"] == "s3grow"], 20,
+                           what="the FLV uploaded while recorded")[0]
+        key = urllib.parse.unquote(grown["video_url"][len(f"{moto.endpoint}/{BUCKET}/"):])
+        local = tmp_path / "grown.flv"
+        local.write_bytes(moto.get(key))
+        assert local.stat().st_size == grown["file_size"]
+        check_file(local, 5.0)
         # Credentials never reach the log or the API.
         assert SECRET not in server.text()
     finally:

@@ -83,6 +83,14 @@ impl Recording {
         errors
     }
 
+    /// The files being written now: their format, path and stream time (ms) of their first frame.
+    pub fn open_files(&self) -> Vec<(RecordFormat, &std::path::Path, i64)> {
+        self.formats
+            .iter()
+            .filter_map(|(spec, current, _)| current.as_ref().map(|w| (spec.format, w.path(), w.start_ms())))
+            .collect()
+    }
+
     /// Files completed since the last call.
     pub fn take_finished(&mut self) -> Vec<FileInfo> {
         std::mem::take(&mut self.finished)

@@ -192,6 +192,11 @@ impl FileWriter {
         Ok(())
     }
 
+    /// Where the file is written (for MP4, the final path; the data is in `path` + `.part` until finished).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// Stream time (ms) of the file's first frame.
     pub fn start_ms(&self) -> i64 {
         self.origin_ms

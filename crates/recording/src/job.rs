@@ -1,7 +1,7 @@
 //! One recording job: an internal hub subscriber writing the template's formats into a spool session, handing
 //! finished files to the upload queue, and (HLS) waiting for the stream to come back.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -11,7 +11,7 @@ use ferrocast_control::store_record::RecordTemplate;
 use ferrocast_hub::{Batch, EntryKind, StreamKey, Subscriber, Tracks};
 use ferrocast_media::{Frame, MediaType};
 use ferrocast_recorder::{FileInfo, FileTracks, FormatSpec, HlsRecording, HlsSegment, RecordFormat, Recording};
-use ferrocast_storage::{PathVars, UploadJob, render_path, sanitize_key};
+use ferrocast_storage::{PathVars, UploadJob, Uploaded, render_path, sanitize_key};
 use serde_json::json;
 use tokio::sync::watch;
 
@@ -154,6 +154,16 @@ struct Job {
     /// Least (arrival wall clock − DTS) seen: maps stream time to wall clock.
     offset: Option<i64>,
     reported: HashSet<String>,
+    /// FLV files being uploaded while they grow (`FlvSpecialParam.UploadInRecording` and a remote target).
+    growing: HashMap<PathBuf, Growing>,
+}
+
+/// An FLV file uploaded while it is written.
+struct Growing {
+    /// Set when the file is complete.
+    done: watch::Sender<bool>,
+    upload: tokio::task::JoinHandle<Result<u64, ferrocast_storage::StorageError>>,
+    key: String,
 }
 
 fn format_name(f: RecordFormat) -> &'static str {
@@ -299,6 +309,7 @@ impl Job {
             pending: Vec::new(),
             offset: None,
             reported: HashSet::new(),
+            growing: HashMap::new(),
         })
     }
 
@@ -483,6 +494,7 @@ impl Job {
             for info in finished {
                 self.hand_over_file(info).await;
             }
+            self.start_growing_uploads();
         }
         let interval = self.plan.template.hls.interval_s * 1000;
         let start_point = f.keyframe || (self.tracks.video.is_none() && f.media == MediaType::Audio);
@@ -539,9 +551,48 @@ impl Job {
         self.svc.status(&self.key, &session_id, format, self.plan.start_model, RecordStatus::Error, error).await;
     }
 
+    /// Starts uploading new FLV files while they grow, when the template asks for it and the target is remote.
+    fn start_growing_uploads(&mut self) {
+        if !self.plan.template.flv_upload_in_recording || !self.enabled.contains(&"flv") {
+            return;
+        }
+        let target = self.session.target("flv");
+        let storage = &self.svc.inner.storage;
+        if !storage.is_remote(&target) {
+            return;
+        }
+        let Some(rec) = self.rec.as_ref() else { return };
+        let new: Vec<(PathBuf, i64)> = rec
+            .open_files()
+            .into_iter()
+            .filter(|(f, path, _)| *f == RecordFormat::Flv && !self.growing.contains_key(*path))
+            .map(|(_, path, start)| (path.to_path_buf(), start))
+            .collect();
+        for (path, start) in new {
+            let wall = self.wall(start);
+            let key = match self.session.object_key("flv", wall, wall, "flv") {
+                Ok(k) => k,
+                Err(e) => {
+                    tracing::warn!(stream = %self.key, error = %e, "recording: FLV not uploaded while recording");
+                    continue;
+                }
+            };
+            let (done, finished) = watch::channel(false);
+            let (storage, local, k, t) = (storage.clone(), path.clone(), key.clone(), target.clone());
+            let upload =
+                tokio::spawn(
+                    async move { storage.put_growing_file(&t, &local, &k, content_type("flv"), finished).await },
+                );
+            tracing::info!(stream = %self.key, key = %key, "recording: FLV file uploaded while it is recorded");
+            self.growing.insert(path, Growing { done, upload, key });
+        }
+    }
+
     async fn hand_over_file(&mut self, info: FileInfo) {
         let format = format_name(info.format);
         let duration = info.end_ms - info.start_ms;
+        // Dropping the sender aborts an upload while recording that is not wanted (a file too short).
+        let growing = self.growing.remove(&info.path);
         if duration < self.svc.inner.config.min_duration_ms {
             let why = format!(
                 "no file: the {format} recording has {duration} ms of media, less than the minimum of {} ms",
@@ -556,7 +607,10 @@ impl Job {
         }
         let (start, end) = (self.wall(info.start_ms), self.wall(info.end_ms));
         let event = self.session.file_event(format, start, end, duration, info.size);
-        enqueue_file(&self.svc, &self.session, format, &info.path, event).await;
+        match growing {
+            Some(g) => finish_growing(&self.svc, &self.session, g, info.path, event),
+            None => enqueue_file(&self.svc, &self.session, format, &info.path, event).await,
+        }
     }
 
     /// Completes the FLV/MP4/AAC files.
@@ -629,6 +683,45 @@ impl Job {
         drop(m);
         self.session.save();
     }
+}
+
+/// Completes an upload while recording beside the job; on success the file is reported like any upload, on failure
+/// it goes through the durable queue as a whole.
+fn finish_growing(svc: &RecordingService, session: &Session, g: Growing, path: PathBuf, event: FileEvent) {
+    let _ = g.done.send(true);
+    let (svc, session) = (svc.clone(), session.clone());
+    tokio::spawn(async move {
+        let target = session.target("flv");
+        match g.upload.await {
+            Ok(Ok(size)) => {
+                let url = svc.inner.storage.url(&target, &g.key);
+                let job = UploadJob {
+                    target,
+                    local_path: path.clone(),
+                    key: g.key,
+                    content_type: content_type("flv").to_string(),
+                    remove_local: true,
+                    meta: json!({ "kind": "file", "event": event }),
+                };
+                // The event first: a crash before the file is removed repeats the upload (and the event) at the next
+                // start rather than losing the event.
+                if let Err(e) = svc.on_uploaded(Uploaded { job, url, size, attempts: 1 }).await {
+                    tracing::warn!(file = %path.display(), error = %e, "recording: event of an FLV uploaded while recorded not queued");
+                }
+                session.meta.lock().enqueued.push(session.relative(&path));
+                session.save();
+                let _ = std::fs::remove_file(&path);
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(file = %path.display(), error = %e, "recording: upload while recording failed; uploading the whole file");
+                enqueue_file(&svc, &session, "flv", &path, event).await;
+            }
+            Err(e) => {
+                tracing::warn!(file = %path.display(), error = %e, "recording: upload while recording stopped; uploading the whole file");
+                enqueue_file(&svc, &session, "flv", &path, event).await;
+            }
+        }
+    });
 }
 
 /// Queues a finished file for upload and records that in the session sidecar.

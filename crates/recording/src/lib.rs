@@ -537,7 +537,7 @@ impl RecordingService {
         self.callback(341, &key.domain, &key.app, &key.stream, body).await;
     }
 
-    async fn on_uploaded(&self, done: Uploaded) -> Result<(), String> {
+    pub(crate) async fn on_uploaded(&self, done: Uploaded) -> Result<(), String> {
         let kind = done.job.meta.get("kind").and_then(Value::as_str).unwrap_or_default();
         match kind {
             "file" => {

@@ -24,6 +24,8 @@ use crate::scrub::scrub;
 const PART_SIZE: usize = 8 * 1024 * 1024;
 /// Parts of one upload sent at once; with [`PART_SIZE`] this bounds an upload's memory to about 24 MiB.
 const PARTS_IN_FLIGHT: usize = 2;
+/// How often a growing file is checked for new bytes.
+const GROWING_POLL: Duration = Duration::from_secs(1);
 /// Read size when streaming a file into a multipart upload.
 const READ_CHUNK: usize = 1024 * 1024;
 /// A single put holds the whole file in memory, so the threshold above which multipart is used is capped.
@@ -263,6 +265,83 @@ impl Storage {
                     Err(object_store::Error::NotFound { .. }) => Ok(None),
                     Err(e) => Err(t.remote_error(&e)),
                 }
+            }
+        }
+    }
+
+    /// Whether `target` is a remote store (S3, GCS), where uploading a file while it grows saves time at its end.
+    pub fn is_remote(&self, target: &str) -> bool {
+        self.target(target).is_some_and(|t| matches!(t.backend, Backend::Object(_)))
+    }
+
+    /// Uploads a file that is still being written ("upload while recording"): parts are sent as the file grows,
+    /// and when `finished` turns true (the writer has flushed and closed it) the rest is sent and the upload
+    /// completed; returns the size. If the sender is dropped before that, or anything fails, the multipart upload
+    /// is aborted and the error returned: the caller then queues the whole file as usual. Remote targets only.
+    pub async fn put_growing_file(
+        &self,
+        target: &str,
+        local: &Path,
+        key: &str,
+        content_type: &str,
+        mut finished: tokio::sync::watch::Receiver<bool>,
+    ) -> Result<u64, StorageError> {
+        let t = self.target(target).ok_or_else(|| StorageError::UnknownTarget(target.to_string()))?;
+        let full = t.full_key(key)?;
+        let Backend::Object(store) = &t.backend else {
+            return Err(StorageError::Config {
+                target: target.to_string(),
+                reason: "a local target takes files when they are complete".into(),
+            });
+        };
+        let path = object_path(t, &full)?;
+        let mut attributes = Attributes::new();
+        if !content_type.is_empty() {
+            attributes.insert(Attribute::ContentType, content_type.to_string().into());
+        }
+        let opts = PutMultipartOptions { attributes, ..PutMultipartOptions::default() };
+        let upload = store.put_multipart_opts(&path, opts).await.map_err(|e| t.remote_error(&e))?;
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
+        let streamed = async {
+            let mut file = tokio::fs::File::open(local).await.map_err(|e| StorageError::io("open", local, e))?;
+            let mut buf = vec![0u8; READ_CHUNK];
+            let mut total = 0u64;
+            loop {
+                // Read the flag first: when it is set, everything the writer wrote is in the file.
+                let done = *finished.borrow_and_update();
+                loop {
+                    let n = file.read(&mut buf).await.map_err(|e| StorageError::io("read", local, e))?;
+                    if n == 0 {
+                        break;
+                    }
+                    writer.wait_for_capacity(PARTS_IN_FLIGHT).await.map_err(|e| t.remote_error(&e))?;
+                    writer.write(&buf[..n]);
+                    total += n as u64;
+                }
+                if done {
+                    return Ok(total);
+                }
+                tokio::select! {
+                    changed = finished.changed() => {
+                        if changed.is_err() {
+                            return Err(StorageError::io("record", local, io::Error::other("the file was abandoned")));
+                        }
+                    }
+                    _ = tokio::time::sleep(GROWING_POLL) => {}
+                }
+            }
+        }
+        .await;
+        match streamed {
+            Ok(total) => {
+                writer.finish().await.map_err(|e| t.remote_error(&e))?;
+                Ok(total)
+            }
+            Err(e) => {
+                if let Err(abort) = writer.abort().await {
+                    tracing::debug!(target_name = %t.config.name, key = full, error = %t.remote_error(&abort), "multipart abort failed");
+                }
+                Err(e)
             }
         }
     }

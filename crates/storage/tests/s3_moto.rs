@@ -194,3 +194,49 @@ async fn s3_auth_error_is_scrubbed() {
     assert!(!err.contains(ACCESS_KEY), "{err}");
     assert!(err.contains("InvalidAccessKeyId") || err.contains("403"), "{err}");
 }
+
+/// Upload while recording: a file that grows in four steps is streamed while it grows, and the object is the whole
+/// file once the writer says it is finished. An abandoned file (the sender dropped) aborts the upload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_growing_file_is_uploaded_while_written() {
+    let Some(bin) = moto_bin() else { return };
+    let port = free_port();
+    let _moto = Moto::start(&bin, port, &[]);
+    create_bucket(port, "rec");
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    std::fs::create_dir_all(&spool).unwrap();
+    let storage = Storage::new(&config(&spool, port)).unwrap();
+    assert!(storage.is_remote("s3"));
+    let path = spool.join("growing.flv");
+    let data = pattern(4 * 5 * 1024 * 1024 + 777, 4);
+    std::fs::write(&path, b"").unwrap();
+    let (done, finished) = tokio::sync::watch::channel(false);
+    let up = {
+        let (storage, path) = (storage.clone(), path.clone());
+        tokio::spawn(async move { storage.put_growing_file("s3", &path, "live/g.flv", "video/x-flv", finished).await })
+    };
+    for chunk in data.chunks(data.len() / 4 + 1) {
+        let mut f = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(chunk).unwrap();
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+    }
+    done.send(true).unwrap();
+    let size = up.await.unwrap().expect("growing upload");
+    assert_eq!(size, data.len() as u64);
+    let (got, content_type) = read_back(&storage, "live/g.flv").await;
+    assert!(got == data, "object differs ({} bytes)", got.len());
+    assert_eq!(content_type.as_deref(), Some("video/x-flv"));
+
+    let (done, finished) = tokio::sync::watch::channel(false);
+    let abandoned = {
+        let (storage, path) = (storage.clone(), path.clone());
+        tokio::spawn(async move { storage.put_growing_file("s3", &path, "live/a.flv", "", finished).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(done);
+    assert!(abandoned.await.unwrap().is_err(), "an abandoned file is not stored");
+    let store = storage.object_store("s3").unwrap();
+    let missing = ObjectPath::parse(storage.object_key("s3", "live/a.flv").unwrap()).unwrap();
+    assert!(store.head(&missing).await.is_err(), "nothing was completed");
+}
