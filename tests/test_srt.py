@@ -19,6 +19,8 @@ import pytest
 from conftest import FPS, GOP, VIDEO_SIZE, Proc, check_media, ffmpeg9, free_port, record, run, tool, wait_until
 
 DOMAIN = "srt.test.com"
+SECRET_ID = "AKIDferrocastTEST00000000000000000000"
+SECRET_KEY = "ferrocastSecretKeyTEST0000000000"
 SECONDS = 12  # length of the published file
 
 
@@ -77,7 +79,9 @@ def media(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(server_factory):
-    return server_factory({"FERROCAST_SERVER_DEFAULT_DOMAIN": DOMAIN, "FERROCAST_HUB_PUBLISHER_GRACE_MS": "1000"})
+    # API credentials for the statistics test; no domain is configured, so the server stays open.
+    return server_factory({"FERROCAST_SERVER_DEFAULT_DOMAIN": DOMAIN, "FERROCAST_HUB_PUBLISHER_GRACE_MS": "1000",
+                           "FERROCAST_API_SECRET_ID": SECRET_ID, "FERROCAST_API_SECRET_KEY": SECRET_KEY})
 
 
 def test_streamid_forms_and_playback_over_rtmp_flv_and_srt(server, media, tmp_path):
@@ -144,6 +148,42 @@ def test_bad_streamids_are_refused(server, media):
     log = server.text()
     assert "srt caller refused: bad streamid" in log
     assert "srt caller refused: play refused: stream srt.test.com/live/nothing is not live" in log
+
+
+def test_publisher_statistics_in_metrics_and_push_info_list(server, media):
+    from test_api import client  # noqa: PLC0415
+
+    pub = srt_publish(server.srt("#!::r=live/stats"), ts_file(media), "pub-stats")
+    server.wait_media("stats", timeout=20)
+    stream = {"protocol": "srt", "stream": f"{DOMAIN}/live/stats"}
+
+    def reported() -> bool:
+        m = server.metrics()
+        return m.has("ferrocast_publisher_packets_received_total") and \
+            m.get("ferrocast_publisher_packets_received_total", **stream) > 500
+    # srt-tokio reports statistics once a second.
+    wait_until(reported, 10, what="SRT statistics of the publisher in /metrics")
+    m = server.metrics()
+    rtt_us = m.get("ferrocast_publisher_rtt_microseconds", **stream)
+    assert 0 < rtt_us < 100_000, rtt_us
+    assert m.get("ferrocast_publisher_latency_microseconds", **stream) >= 120_000  # [srt] latency_ms
+    assert m.get("ferrocast_publisher_receive_rate_bits_per_second", **stream) > 100_000
+    for name in ["ferrocast_publisher_packets_lost_total", "ferrocast_publisher_packets_retransmitted_total",
+                 "ferrocast_publisher_packets_dropped_total"]:
+        assert any(n == name and ls == stream for n, ls, _ in m.series), name
+
+    # The API: the SDK model has no field for them, so they come as a `TransportStats` extension object.
+    raw = client(server).call_json("DescribeLiveStreamPushInfoList", {"PushDomain": DOMAIN})
+    info = [i for i in raw["Response"]["DataInfoList"] if i["StreamName"] == "stats"]
+    assert len(info) == 1, raw
+    t = info[0]["TransportStats"]
+    assert t["Protocol"] == "SRT" and t["LatencyMs"] >= 120, t
+    assert 0 < t["RttMs"] < 100 and t["ReceivedPackets"] > 500 and t["ReceiveSpeed"] > 100_000, t
+    assert {"LostPackets", "RetransmittedPackets", "DroppedPackets"} <= t.keys(), t
+    pub.kill()
+    # Gone with the publisher.
+    wait_until(lambda: f'stream="{DOMAIN}/live/stats"' not in server.metrics_text(), 10,
+               what="the publisher's statistics to leave /metrics")
 
 
 def test_h265_over_srt(server, media, tmp_path):
@@ -263,8 +303,6 @@ def test_passphrase_per_domain(secure_server, media, tmp_path):
 
 # -- hotlink protection -------------------------------------------------------------------------------------------
 
-SECRET_ID = "AKIDferrocastTEST00000000000000000000"
-SECRET_KEY = "ferrocastSecretKeyTEST0000000000"
 PUSH = "push.srt.test.com"
 
 

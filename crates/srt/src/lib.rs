@@ -27,7 +27,7 @@ use ferrocast_formats::ts::TsMuxer;
 use ferrocast_formats::ts_demux::{DemuxEvent, TsDemuxError, TsDemuxer};
 use ferrocast_hub::{
     AccessRequest, Batch, DenyKind, Direction, EndReason, Entry, EntryKind, Hub, Protocol, PublishRequest, Publisher,
-    PushError, Subscriber, SubscriberOptions, Tracks, normalize_domain,
+    PushError, Subscriber, SubscriberOptions, Tracks, TransportStats, normalize_domain,
 };
 use ferrocast_media::MediaType;
 use futures::{SinkExt, StreamExt};
@@ -349,13 +349,27 @@ async fn run_publisher(
     let mut warned_stream = false;
     let mut warned_frame = false;
     let mut stats = socket.statistics().clone();
-    let mut tracker = StatsTracker::default();
+    let mut tracker = StatsTracker {
+        rtt: Some(socket.settings().rtt),
+        rate_base: Some((0, Instant::now())),
+        ..StatsTracker::default()
+    };
     let mut stats_live = true;
+    // Until the first statistics report (after a second), the handshake's RTT stands for the connection's.
+    let latency = socket.settings().recv_tsbpd_latency;
+    publisher.set_transport_stats(TransportStats {
+        rtt: Some(socket.settings().rtt),
+        latency: Some(latency),
+        ..TransportStats::default()
+    });
     loop {
         let next = tokio::select! {
             s = stats.next(), if stats_live => {
                 match s {
-                    Some(s) => tracker.record(hub, &s),
+                    Some(s) => {
+                        tracker.record(hub, &s);
+                        publisher.set_transport_stats(tracker.publisher_stats(&s, latency));
+                    }
                     None => stats_live = false,
                 }
                 continue;
@@ -548,6 +562,11 @@ struct StatsTracker {
     lost: u64,
     retransmitted: u64,
     dropped: u64,
+    /// The previous report's received bytes and when it came, for the receive rate (srt-tokio 0.4 leaves the
+    /// statistics' `elapsed_time` at zero, so the wall clock measures the interval).
+    rate_base: Option<(u64, Instant)>,
+    /// The last RTT measured (srt-tokio reports zero until the first ACK/ACK2 exchange).
+    rtt: Option<Duration>,
 }
 
 impl StatsTracker {
@@ -559,12 +578,37 @@ impl StatsTracker {
         m.srt_packets_retransmitted
             .fetch_add(s.tx_retransmit_data.saturating_sub(self.retransmitted), Ordering::Relaxed);
         m.srt_packets_dropped.fetch_add(dropped.saturating_sub(self.dropped), Ordering::Relaxed);
-        // srt-protocol 0.4.4 leaves these at zero; the handshake RTT is recorded at accept instead.
+        // Zero until the first ACK/ACK2 round trip (filled by our srt-protocol patch); the handshake RTT is recorded
+        // at accept.
         let rtt = s.tx_average_rtt.max(s.rx_average_rtt);
         if !rtt.is_zero() {
             record_rtt(hub, rtt);
         }
         (self.lost, self.retransmitted, self.dropped) = (lost, s.tx_retransmit_data, dropped);
+    }
+
+    /// The figures of a publisher's connection (the receiving side of `s`) for the hub.
+    fn publisher_stats(&mut self, s: &SocketStatistics, latency: Duration) -> TransportStats {
+        let now = Instant::now();
+        let receive_rate_bps = match self.rate_base {
+            Some((bytes, at)) if now > at => {
+                (s.rx_bytes.saturating_sub(bytes).saturating_mul(8) as f64 / (now - at).as_secs_f64()) as u64
+            }
+            _ => 0,
+        };
+        self.rate_base = Some((s.rx_bytes, now));
+        if !s.rx_average_rtt.is_zero() {
+            self.rtt = Some(s.rx_average_rtt);
+        }
+        TransportStats {
+            rtt: self.rtt,
+            packets_received: s.rx_data,
+            packets_lost: s.rx_loss_data,
+            packets_retransmitted: s.rx_retransmit_data,
+            packets_dropped: s.rx_dropped_data,
+            receive_rate_bps,
+            latency: Some(latency),
+        }
     }
 }
 
