@@ -15,7 +15,9 @@
 
 pub mod audio;
 mod bridge;
+pub mod av1;
 pub mod h264;
+pub mod h265;
 mod session;
 mod signal;
 mod tcp;
