@@ -60,6 +60,8 @@ pub struct HvccUnit {
     pub data: Vec<u8>,
     /// Whether it has an IRAP picture (BLA, IDR, CRA).
     pub keyframe: bool,
+    /// Whether it has a picture at all (a VCL NAL unit), not only SEI or other non-VCL units.
+    pub has_picture: bool,
     /// The VPS it carried, if any.
     pub vps: Option<Vec<u8>>,
     /// The SPS it carried, if any.
@@ -81,6 +83,7 @@ pub fn annexb_to_hvcc(data: &[u8]) -> HvccUnit {
                 if (16..=23).contains(&t) {
                     unit.keyframe = true;
                 }
+                unit.has_picture |= t < 32;
                 unit.data.extend_from_slice(&(nal.len() as u32).to_be_bytes());
                 unit.data.extend_from_slice(nal);
             }
@@ -119,7 +122,7 @@ mod tests {
             annexb.extend_from_slice(nal);
         }
         let unit = annexb_to_hvcc(&annexb);
-        assert!(unit.keyframe);
+        assert!(unit.keyframe && unit.has_picture);
         assert_eq!(
             (unit.vps.as_deref(), unit.sps.as_deref(), unit.pps.as_deref()),
             (Some(VPS_NAL), Some(SPS_NAL), Some(PPS_NAL))
@@ -142,6 +145,14 @@ mod tests {
     fn malformed_input_does_not_panic() {
         assert!(hevc_config_parameter_sets(&[1; 23]).is_none());
         assert!(annexb_to_hvcc(&[0xff; 9]).data.is_empty());
+        // Parameter sets and a prefix SEI alone are no picture.
+        let mut sets = Vec::new();
+        for nal in [VPS_NAL, SPS_NAL, PPS_NAL, &[0x4e, 0x01, 0x05][..]] {
+            sets.extend_from_slice(&START_CODE);
+            sets.extend_from_slice(nal);
+        }
+        let unit = annexb_to_hvcc(&sets);
+        assert!(!unit.has_picture && !unit.data.is_empty());
         assert!(build_hevc_config(VPS_NAL, &[0x42, 0x01], PPS_NAL).is_none());
     }
 }

@@ -14,8 +14,8 @@
 //!   (RTMP/FLV/HLS viewers and recordings).
 
 pub mod audio;
-mod bridge;
 pub mod av1;
+mod bridge;
 pub mod h264;
 pub mod h265;
 mod session;
