@@ -113,3 +113,19 @@ def test_whip_publish_plays_over_flv(server, tmp_path, codec):
     t.join(40)
     assert result.get("r", (0,))[0] == 201, result
     assert f"{codec}/90000" in result["r"][1].upper(), result["r"][1]
+
+
+def test_whep_refuses_h265_with_b_frames(server):
+    ff9 = ffmpeg9()
+    if not has_encoder(ff9, "libx265"):
+        pytest.skip("the ffmpeg 9 build has no libx265")
+    # x265's default GOP has B-frames (composition offsets WebRTC cannot carry).
+    pub = publish(server.rtmp("hevcbf"), SECONDS, codec="hevc", ffmpeg=ff9, name="pub-hevcbf")
+    server.wait_live("hevcbf", timeout=25)
+    time.sleep(2)
+    before = server.metrics().get("ferrocast_webrtc_bframes_refused_total")
+    webrtc_client.enable_extra_codecs()
+    status, body = whep_capture(server, "hevcbf", "H265", 1)
+    assert status == 422 and "H.265 with B-frames" in body and "-bf 0" in body, (status, body)
+    assert server.metrics().get("ferrocast_webrtc_bframes_refused_total") == before + 1
+    pub.kill()
