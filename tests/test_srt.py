@@ -1,6 +1,7 @@
 """SRT ingest and playback: Debian ffmpeg publishes MPEG-TS over SRT with every streamid form; ffmpeg plays the
 streams back over RTMP, HTTP-FLV and SRT (m=request) and a decoder checks what arrived; H.265 over SRT; an AES
-passphrase with srt-live-transmit; a bad signature and a wrong passphrase are refused in the handshake.
+passphrase per domain with srt-live-transmit and ffmpeg; a bad signature and a wrong or missing passphrase are
+refused in the handshake.
 
 Publishers send a TS file made by ffmpeg at test time with `-re -c copy` (no encoding while the test runs). Every
 SRT client runs under `timeout -s KILL` (conftest.Proc): ffmpeg's SRT input ignores SIGTERM while blocked."""
@@ -18,6 +19,8 @@ import pytest
 from conftest import FPS, GOP, VIDEO_SIZE, Proc, check_media, ffmpeg9, free_port, record, run, tool, wait_until
 
 DOMAIN = "srt.test.com"
+SECRET_ID = "AKIDferrocastTEST00000000000000000000"
+SECRET_KEY = "ferrocastSecretKeyTEST0000000000"
 SECONDS = 12  # length of the published file
 
 
@@ -76,7 +79,9 @@ def media(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(server_factory):
-    return server_factory({"FERROCAST_SERVER_DEFAULT_DOMAIN": DOMAIN, "FERROCAST_HUB_PUBLISHER_GRACE_MS": "1000"})
+    # API credentials for the statistics test; no domain is configured, so the server stays open.
+    return server_factory({"FERROCAST_SERVER_DEFAULT_DOMAIN": DOMAIN, "FERROCAST_HUB_PUBLISHER_GRACE_MS": "1000",
+                           "FERROCAST_API_SECRET_ID": SECRET_ID, "FERROCAST_API_SECRET_KEY": SECRET_KEY})
 
 
 def test_streamid_forms_and_playback_over_rtmp_flv_and_srt(server, media, tmp_path):
@@ -145,6 +150,42 @@ def test_bad_streamids_are_refused(server, media):
     assert "srt caller refused: play refused: stream srt.test.com/live/nothing is not live" in log
 
 
+def test_publisher_statistics_in_metrics_and_push_info_list(server, media):
+    from test_api import client  # noqa: PLC0415
+
+    pub = srt_publish(server.srt("#!::r=live/stats"), ts_file(media), "pub-stats")
+    server.wait_media("stats", timeout=20)
+    stream = {"protocol": "srt", "stream": f"{DOMAIN}/live/stats"}
+
+    def reported() -> bool:
+        m = server.metrics()
+        return m.has("ferrocast_publisher_packets_received_total") and \
+            m.get("ferrocast_publisher_packets_received_total", **stream) > 500
+    # srt-tokio reports statistics once a second.
+    wait_until(reported, 10, what="SRT statistics of the publisher in /metrics")
+    m = server.metrics()
+    rtt_us = m.get("ferrocast_publisher_rtt_microseconds", **stream)
+    assert 0 < rtt_us < 100_000, rtt_us
+    assert m.get("ferrocast_publisher_latency_microseconds", **stream) >= 120_000  # [srt] latency_ms
+    assert m.get("ferrocast_publisher_receive_rate_bits_per_second", **stream) > 100_000
+    for name in ["ferrocast_publisher_packets_lost_total", "ferrocast_publisher_packets_retransmitted_total",
+                 "ferrocast_publisher_packets_dropped_total"]:
+        assert any(n == name and ls == stream for n, ls, _ in m.series), name
+
+    # The API: the SDK model has no field for them, so they come as a `TransportStats` extension object.
+    raw = client(server).call_json("DescribeLiveStreamPushInfoList", {"PushDomain": DOMAIN})
+    info = [i for i in raw["Response"]["DataInfoList"] if i["StreamName"] == "stats"]
+    assert len(info) == 1, raw
+    t = info[0]["TransportStats"]
+    assert t["Protocol"] == "SRT" and t["LatencyMs"] >= 120, t
+    assert 0 < t["RttMs"] < 100 and t["ReceivedPackets"] > 500 and t["ReceiveSpeed"] > 100_000, t
+    assert {"LostPackets", "RetransmittedPackets", "DroppedPackets"} <= t.keys(), t
+    pub.kill()
+    # Gone with the publisher.
+    wait_until(lambda: f'stream="{DOMAIN}/live/stats"' not in server.metrics_text(), 10,
+               what="the publisher's statistics to leave /metrics")
+
+
 def test_h265_over_srt(server, media, tmp_path):
     src = ts_file(media, "hevc", 8)
     pub = srt_publish(server.srt("#!::r=live/hevc"), src, "pub-hevc", limit=30)
@@ -163,20 +204,30 @@ def test_h265_over_srt(server, media, tmp_path):
     wait_ok(pub, 30, "hevc publisher")
 
 
+SECURE = "secure.srt.test.com"  # has its own passphrase
+OPEN = "open.srt.test.com"  # explicitly unencrypted
+SECURE_PASS = "correct-horse-battery"
+DEFAULT_PASS = "server-wide-secret"  # every other domain (here: the default domain, localhost)
+
+
 @pytest.fixture(scope="module")
 def secure_server(server_factory):
-    return server_factory({"FERROCAST_SRT_PASSPHRASE": "correct-horse-battery", "FERROCAST_SRT_PBKEYLEN": "16"})
+    return server_factory({
+        "FERROCAST_SRT_PASSPHRASE": DEFAULT_PASS,
+        "FERROCAST_SRT_PASSPHRASES": f'{{ "{SECURE}" = "{SECURE_PASS}", "{OPEN}" = "" }}',
+        "FERROCAST_SRT_PBKEYLEN": "16",
+    })
 
 
-def test_passphrase_with_srt_live_transmit(secure_server, media, tmp_path):
+def test_passphrase_per_domain(secure_server, media, tmp_path):
     slt = tool("srt-live-transmit")
     src = ts_file(media)
     s = secure_server
 
-    def transmit(stream: str, passphrase: str | None, name: str) -> tuple[Proc, Proc]:
+    def transmit(domain: str, stream: str, passphrase: str | None, name: str) -> tuple[Proc, Proc]:
         """ffmpeg paces the file into UDP; srt-live-transmit carries it to the server over SRT."""
         port = free_port()
-        target = f"srt://127.0.0.1:{s.srt_port}?streamid=%23!::r=live/{stream}"
+        target = f"srt://127.0.0.1:{s.srt_port}?streamid=%23!::h={domain},r=live/{stream}"
         if passphrase:
             target += f"&passphrase={passphrase}"
         relay = Proc(f"slt-{name}", [slt, "-a:no", f"udp://127.0.0.1:{port}", target], SECONDS + 15)
@@ -186,33 +237,72 @@ def test_passphrase_with_srt_live_transmit(secure_server, media, tmp_path):
                                      f"udp://127.0.0.1:{port}?pkt_size=1316"], SECONDS + 15)
         return relay, feed
 
-    relay, feed = transmit("enc", "correct-horse-battery", "good")
-    s.wait_media("enc", timeout=20)
-    viewer = record_for(s.flv("enc"), tmp_path / "enc.flv", 4, name="flv-enc")
-    wait_ok(viewer, 20, "viewer of the encrypted push")
-    check_media(tmp_path / "enc.flv", min_seconds=3.0)
+    def on(domain: str, stream: str) -> str:
+        """A stream name for the conftest FLV helpers that plays `stream` of `domain` (they append `.flv`, which
+        then lands in an ignored parameter)."""
+        return f"{stream}.flv?txHost={domain}&_="
+
+    def live(domain: str, stream: str) -> bool:
+        return s.is_live(on(domain, stream))
+
+    # srt-live-transmit with the domain's passphrase; played back over SRT with the passphrase (both directions
+    # encrypted) and over HTTP-FLV.
+    relay, feed = transmit(SECURE, "slt", SECURE_PASS, "good")
+    s.wait_media(on(SECURE, "slt"), timeout=20)
+    srt_view = record_for(s.srt(f"#!::h={SECURE},r=live/slt,m=request", passphrase=SECURE_PASS),
+                          tmp_path / "slt-srt.ts", 3, name="srt-slt")
+    flv_view = record_for(s.flv(on(SECURE, "slt")), tmp_path / "slt.flv", 4, name="flv-slt")
+    wait_ok(srt_view, 25, "encrypted SRT viewer of the encrypted push")
+    wait_ok(flv_view, 20, "FLV viewer of the encrypted push")
+    check_media(tmp_path / "slt-srt.ts", min_seconds=2.0)
+    check_media(tmp_path / "slt.flv", min_seconds=3.0)
+    # An SRT viewer without the passphrase is refused like a publisher.
+    no_pass_view = record_for(s.srt(f"#!::h={SECURE},r=live/slt,m=request"), Path("/dev/null"), 2, name="srt-nopass")
+    rc = no_pass_view.wait(15)
+    assert rc not in (None, 0), f"rc={rc}\n{no_pass_view.tail()}"
     feed.kill()
     relay.kill()
 
+    # ffmpeg (libsrt) with `passphrase=` publishes too.
+    pub = srt_publish(s.srt(f"#!::h={SECURE},r=live/ff", passphrase=SECURE_PASS, pbkeylen=16), src, "pub-ff-enc")
+    s.wait_media(on(SECURE, "ff"), timeout=20)
+    pub.kill()
+
     # A wrong passphrase fails the key exchange; no passphrase is refused as unsecure.
-    relay, feed = transmit("wrong", "not-the-passphrase", "wrong")
+    relay, feed = transmit(SECURE, "wrong", "not-the-passphrase", "wrong")
     time.sleep(4)
-    assert not s.is_live("wrong")
+    assert not live(SECURE, "wrong")
     feed.kill()
     relay.kill()
-    plain = srt_publish(f"srt://127.0.0.1:{s.srt_port}?streamid=live/plain", src, "pub-unencrypted")
-    refused(plain, s, "plain")
-    refusals = [line for line in s.text().splitlines()
-                if "srt caller refused: handshake failed (wrong passphrase or no encryption)" in line]
-    assert any("stream=localhost/live/wrong" in line for line in refusals), refusals
-    assert any("stream=localhost/live/plain" in line for line in refusals), refusals
-    assert s.metrics().get("ferrocast_connections_rejected_total", protocol="srt") >= 2
+    refused(srt_publish(s.srt(f"#!::h={SECURE},r=live/missing"), src, "pub-missing"), s, on(SECURE, "missing"))
+    # The server-wide passphrase is not the domain's.
+    refused(srt_publish(s.srt(f"#!::h={SECURE},r=live/other", passphrase=DEFAULT_PASS), src, "pub-other-pass"), s,
+            on(SECURE, "other"))
+
+    # Other domains are unaffected: the open domain takes unencrypted callers and, as libsrt's default
+    # enforced encryption does, refuses encrypting ones; the default domain uses the server-wide passphrase.
+    plain = srt_publish(s.srt(f"#!::h={OPEN},r=live/plain"), src, "pub-open")
+    s.wait_media(on(OPEN, "plain"), timeout=20)
+    plain.kill()
+    refused(srt_publish(s.srt(f"#!::h={OPEN},r=live/enc", passphrase=SECURE_PASS), src, "pub-open-enc"), s,
+            on(OPEN, "enc"))
+    default = srt_publish(s.srt("#!::r=live/dflt", passphrase=DEFAULT_PASS), src, "pub-default")
+    s.wait_media("dflt", timeout=20)
+    default.kill()
+    refused(srt_publish(s.srt("#!::r=live/dflt-plain"), src, "pub-default-plain"), s, "dflt-plain")
+
+    refusals = [line for line in s.text().splitlines() if "srt caller refused: handshake failed" in line]
+    for stream in ["wrong", "missing", "other"]:
+        assert any(f"stream={SECURE}/live/{stream}" in line and "client=127.0.0.1:" in line
+                   and "wrong passphrase or no encryption" in line for line in refusals), (stream, refusals)
+    assert any(f"stream={OPEN}/live/enc" in line and "encryption offered to a domain without a passphrase" in line
+               for line in refusals), refusals
+    assert any("stream=localhost/live/dflt-plain" in line for line in refusals), refusals
+    assert s.metrics().get("ferrocast_connections_rejected_total", protocol="srt") >= 6
 
 
 # -- hotlink protection -------------------------------------------------------------------------------------------
 
-SECRET_ID = "AKIDferrocastTEST00000000000000000000"
-SECRET_KEY = "ferrocastSecretKeyTEST0000000000"
 PUSH = "push.srt.test.com"
 
 

@@ -1,5 +1,5 @@
-"""WebRTC in headless Chromium: WHEP playback of an RTMP stream (frames decoded per getStats()) and WHIP publishing
-of the fake camera/microphone, played back over HTTP-FLV with AAC audio.
+"""WebRTC in headless Chromium: WHEP playback of an RTMP stream (frames decoded per getStats()), of an AV1 one, and
+WHIP publishing of the fake camera/microphone, played back over HTTP-FLV with AAC audio.
 
 Chromium gathers no loopback ICE candidates, so the browser runs in its own network namespace joined to the host by
 a veth pair (198.18.x.0/24, TESTING.md); the server listens on the host end. Needs root (ip netns), Chromium and
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import probe_packets, decode_errors, publish, record, run
+from conftest import decode_errors, ffmpeg9, probe_packets, publish, record, run
 
 HERE = Path(__file__).resolve().parent
 SCRIPT = HERE / "browser" / "webrtc.mjs"
@@ -90,6 +90,20 @@ def test_chromium_whep_plays_an_rtmp_stream(netns, server):
     assert out.get("audioPackets", 0) > 150, out
     assert "video/H264" in out.get("codecs", []) and "audio/opus" in out.get("codecs", []), out
     assert out.get("deleted") == 200, out
+    pub.kill()
+
+
+def test_chromium_whep_decodes_av1_from_enhanced_rtmp(netns, server):
+    """An AV1 stream (Enhanced RTMP `av01` from ffmpeg 9) plays over WHEP as AV1: Chromium decodes it."""
+    pub = publish(server.rtmp("chromeav1"), 25, codec="av1", size="320x240", ffmpeg=ffmpeg9(), name="pub-av1")
+    server.wait_live("chromeav1", timeout=25)
+    out = browser(netns, server, "whep", "/whep/live/chromeav1", 6)
+    print("chromium whep av1:", {k: v for k, v in out.items() if k != "console"})
+    assert out["status"] == 201, out
+    assert "video/AV1" in out.get("codecs", []), out
+    # 6 s at 30 fps from the GOP cache; the realtime AV1 encoder may drop frames on a loaded machine.
+    assert out.get("framesDecoded", 0) >= 60 and out.get("keyFramesDecoded", 0) >= 1, out
+    assert (out.get("frameWidth"), out.get("frameHeight")) == (320, 240), out
     pub.kill()
 
 

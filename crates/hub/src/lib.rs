@@ -19,7 +19,7 @@ pub use access::{AccessPolicy, AccessRequest, AllowAll, Denied, DenyKind, Direct
 pub use delay::{DelayConfig, MAX_DELAY_SECS, parse_delay};
 pub use events::{EndReason, HubEvent};
 pub use key::{Protocol, StreamKey, normalize_domain, resolve_domain};
-pub use metrics::{Metrics, ProtocolCounters};
+pub use metrics::{Metrics, ProtocolCounters, TransportStats};
 pub use registry::{Hub, HubConfig, PublishError, PublishRequest, StreamSummary, SubscribeError};
 pub use stream::{Entry, EntryKind, MuxSlot, Muxed, Publisher, PushError, StreamParams, Tracks};
 pub use subscriber::{Batch, Subscriber, SubscriberOptions};

@@ -1,7 +1,40 @@
+use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
 
-use crate::Protocol;
+use parking_lot::Mutex;
+
+use crate::{Protocol, StreamKey};
+
+/// Transport-level figures of one publisher's connection, reported by protocols that measure them (SRT today;
+/// RTMP or WebRTC can fill the same hook with [`Publisher::set_transport_stats`](crate::Publisher)). Counters
+/// are cumulative for the connection.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TransportStats {
+    /// Smoothed round-trip time, if measured.
+    pub rtt: Option<Duration>,
+    /// Data packets received, retransmissions included.
+    pub packets_received: u64,
+    /// Data packets detected as lost (gaps in the sequence).
+    pub packets_lost: u64,
+    /// Retransmitted data packets received.
+    pub packets_retransmitted: u64,
+    /// Data packets given up on: arrived too late or never recovered.
+    pub packets_dropped: u64,
+    /// Receive rate over the last report interval, in bits per second.
+    pub receive_rate_bps: u64,
+    /// The connection's receive latency (the buffer that absorbs retransmissions), if it has one.
+    pub latency: Option<Duration>,
+}
+
+/// The latest transport figures of one live publisher, for `/metrics`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TransportEntry {
+    pub(crate) session: u64,
+    pub(crate) protocol: Protocol,
+    pub(crate) stats: TransportStats,
+}
 
 /// Reads one value of a protocol's counters for rendering.
 type ReadCounter = fn(&ProtocolCounters) -> i64;
@@ -49,6 +82,8 @@ pub struct Metrics {
     pub audio_transcoders: AtomicI64,
     /// Audio frames the transcoders could not decode or encode.
     pub audio_transcode_errors: AtomicU64,
+    /// Transport figures of the live publishers that report them, by stream.
+    pub(crate) transport: Mutex<BTreeMap<StreamKey, TransportEntry>>,
 }
 
 impl Metrics {
@@ -149,5 +184,70 @@ impl Metrics {
         for (name, kind, help, value) in singles {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
         }
+        self.render_transport(out);
     }
+
+    /// Per-stream families of the publishers' transport figures (only streams whose publisher reports them).
+    fn render_transport(&self, out: &mut String) {
+        type Read = fn(&TransportStats) -> Option<u64>;
+        let families: [(&str, &str, &str, Read); 7] = [
+            ("ferrocast_publisher_rtt_microseconds", "gauge", "Round-trip time of the publisher's connection.", |s| {
+                s.rtt.map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+            }),
+            (
+                "ferrocast_publisher_packets_received_total",
+                "counter",
+                "Data packets received from the publisher, retransmissions included.",
+                |s| Some(s.packets_received),
+            ),
+            (
+                "ferrocast_publisher_packets_lost_total",
+                "counter",
+                "Data packets from the publisher detected lost.",
+                |s| Some(s.packets_lost),
+            ),
+            (
+                "ferrocast_publisher_packets_retransmitted_total",
+                "counter",
+                "Retransmitted data packets received from the publisher.",
+                |s| Some(s.packets_retransmitted),
+            ),
+            (
+                "ferrocast_publisher_packets_dropped_total",
+                "counter",
+                "Data packets from the publisher dropped as too late or unrecoverable.",
+                |s| Some(s.packets_dropped),
+            ),
+            (
+                "ferrocast_publisher_receive_rate_bits_per_second",
+                "gauge",
+                "Receive rate of the publisher's connection over the last report interval.",
+                |s| Some(s.receive_rate_bps),
+            ),
+            (
+                "ferrocast_publisher_latency_microseconds",
+                "gauge",
+                "Receive latency (retransmission buffer) of the publisher's connection.",
+                |s| s.latency.map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
+            ),
+        ];
+        let entries = self.transport.lock();
+        if entries.is_empty() {
+            return;
+        }
+        for (name, kind, help, read) in families {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (key, e) in entries.iter() {
+                if let Some(v) = read(&e.stats) {
+                    let stream = escape_label(&key.to_string());
+                    let _ = writeln!(out, "{name}{{protocol=\"{}\",stream=\"{stream}\"}} {v}", e.protocol.label());
+                }
+            }
+        }
+    }
+}
+
+/// A Prometheus label value: backslash, double quote and newline escaped.
+fn escape_label(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }

@@ -272,6 +272,7 @@ impl Hub {
             server: req.server,
             params: req.params.clone(),
             started_at: SystemTime::now(),
+            transport: None,
         };
         let mut streams = self.shared.streams.lock();
         let (publisher, resumed) = match streams.get(&req.key) {

@@ -95,6 +95,8 @@ pub struct StreamParams {
     pub params: Vec<(String, String)>,
     /// When this publisher started.
     pub started_at: SystemTime,
+    /// The latest transport figures of the publisher's connection, if its protocol reports them.
+    pub transport: Option<crate::TransportStats>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -373,6 +375,23 @@ impl Publisher {
         Ok(result)
     }
 
+    /// Reports the transport figures of this publisher's connection (round trip, packet counts): they show in
+    /// the stream's [`StreamParams::transport`] (the API) and in `/metrics` until the publisher leaves. Ignored once
+    /// another publisher has taken the stream over.
+    pub fn set_transport_stats(&self, stats: crate::TransportStats) {
+        let Some(hub) = self.stream.hub.upgrade() else { return };
+        let protocol = {
+            let mut st = self.stream.state.write();
+            if self.closed || st.phase != (Phase::Live { session: self.session }) {
+                return;
+            }
+            st.params.transport = Some(stats);
+            st.params.protocol
+        };
+        let entry = crate::metrics::TransportEntry { session: self.session, protocol, stats };
+        hub.metrics.transport.lock().insert(self.stream.key.clone(), entry);
+    }
+
     /// Sets a track's configuration (a sequence header). Unchanged configurations are not repeated to viewers.
     pub fn set_track(&mut self, info: TrackInfo) -> Result<(), PublishStopped> {
         if let Some(d) = self.delayed.as_mut() {
@@ -520,6 +539,12 @@ impl Publisher {
             return;
         }
         self.closed = true;
+        if let Some(hub) = self.stream.hub.upgrade() {
+            let mut transport = hub.metrics.transport.lock();
+            if transport.get(&self.stream.key).is_some_and(|e| e.session == self.session) {
+                transport.remove(&self.stream.key);
+            }
+        }
         if let Some(d) = self.delayed.as_ref() {
             // The viewers still have `delay` of this publisher to watch: the line ends the session when the
             // close comes due, unless another publisher took the line over by then.

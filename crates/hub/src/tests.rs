@@ -411,3 +411,42 @@ fn bad_delays_are_refused() {
     let p = hub.publish(delayed_request("0")).expect("0 = no delay");
     assert_eq!(p.delay(), None);
 }
+
+#[test]
+fn publisher_transport_stats_reach_the_summary_and_metrics_until_it_leaves() {
+    let hub = hub(0, 1000);
+    let p = hub.publish(request()).expect("publish");
+    assert_eq!(hub.stream(&key()).expect("live").params.transport, None);
+    let stats = TransportStats {
+        rtt: Some(Duration::from_micros(1500)),
+        packets_received: 42,
+        packets_lost: 3,
+        packets_retransmitted: 2,
+        packets_dropped: 1,
+        receive_rate_bps: 800_000,
+        latency: Some(Duration::from_millis(120)),
+    };
+    p.set_transport_stats(stats);
+    assert_eq!(hub.stream(&key()).expect("live").params.transport, Some(stats));
+    let mut out = String::new();
+    hub.metrics().render(&mut out);
+    let stream = "protocol=\"rtmp\",stream=\"example.com/live/s\"";
+    for line in [
+        format!("ferrocast_publisher_rtt_microseconds{{{stream}}} 1500"),
+        format!("ferrocast_publisher_packets_received_total{{{stream}}} 42"),
+        format!("ferrocast_publisher_packets_lost_total{{{stream}}} 3"),
+        format!("ferrocast_publisher_packets_retransmitted_total{{{stream}}} 2"),
+        format!("ferrocast_publisher_packets_dropped_total{{{stream}}} 1"),
+        format!("ferrocast_publisher_receive_rate_bits_per_second{{{stream}}} 800000"),
+        format!("ferrocast_publisher_latency_microseconds{{{stream}}} 120000"),
+    ] {
+        assert!(out.lines().any(|l| l == line), "missing `{line}` in\n{out}");
+    }
+    p.close(EndReason::PublisherClosed);
+    let mut out = String::new();
+    hub.metrics().render(&mut out);
+    assert!(!out.contains("ferrocast_publisher_"), "a gone publisher's figures stay:\n{out}");
+    // The next publisher starts without the previous one's figures.
+    let _next = hub.publish(request()).expect("publish again");
+    assert_eq!(hub.stream(&key()).expect("live").params.transport, None);
+}

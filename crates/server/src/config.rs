@@ -85,8 +85,11 @@ pub struct SrtSection {
     pub enabled: bool,
     /// UDP address of the SRT listener.
     pub listen: String,
-    /// AES passphrase (10 to 79 characters) every caller must use; empty accepts unencrypted callers.
+    /// AES passphrase (10 to 79 characters) callers of domains not in `passphrases` must use; empty accepts
+    /// unencrypted callers.
     pub passphrase: String,
+    /// Per-domain AES passphrases (streamid domain -> passphrase); an empty one makes that domain unencrypted.
+    pub passphrases: std::collections::BTreeMap<String, String>,
     /// AES key length in bytes (16, 24 or 32) when the caller announces none; 0 follows the caller.
     pub pbkeylen: u16,
     /// SRT latency (the receive buffer that absorbs retransmissions), in milliseconds.
@@ -101,6 +104,7 @@ impl Default for SrtSection {
             enabled: true,
             listen: "0.0.0.0:9000".into(),
             passphrase: String::new(),
+            passphrases: std::collections::BTreeMap::new(),
             pbkeylen: 0,
             latency_ms: 120,
             publisher_idle_timeout_ms: 10_000,

@@ -209,6 +209,7 @@ async fn run(config: Config) -> Result<(), RunError> {
         let options = ferrocast_srt::SrtServeOptions {
             default_domain: config.server.default_domain.clone(),
             passphrase: (!config.srt.passphrase.is_empty()).then(|| config.srt.passphrase.clone()),
+            passphrases: config.srt.passphrases.clone().into_iter().collect(),
             pbkeylen: config.srt.pbkeylen,
             latency: Duration::from_millis(config.srt.latency_ms),
             publisher_idle_timeout: Duration::from_millis(config.srt.publisher_idle_timeout_ms),

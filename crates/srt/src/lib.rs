@@ -5,13 +5,18 @@
 //! ([`streamid`]), the hub's access policy is asked (signature, forbidden streams, ...), and a publish claims the
 //! stream (or a play subscribes to it). A refusal is sent as an SRT rejection code in the handshake response
 //! (`2401` unauthorized, `2403` forbidden, `2404` not found, `2409` already publishing, `2400` bad streamid) and
-//! logged with stream, client and reason. With a passphrase configured, callers without encryption are refused
-//! (`1011` unsecure) and a wrong passphrase fails the key exchange (`1010` bad secret).
+//! logged with stream, client and reason.
+//!
+//! Encryption is per domain: the passphrase is chosen from the streamid's domain (`h=`, else the default domain),
+//! falling back to the server-wide one. A caller without encryption to a domain with a passphrase is refused
+//! (`1011` unsecure), a wrong passphrase fails the key exchange (`1010` bad secret), and, as libsrt does with its
+//! default `SRTO_ENFORCEDENCRYPTION`, an encrypting caller to a domain without a passphrase is refused (`1011`).
 
 #![warn(missing_docs)]
 
 pub mod streamid;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -22,7 +27,7 @@ use ferrocast_formats::ts::TsMuxer;
 use ferrocast_formats::ts_demux::{DemuxEvent, TsDemuxError, TsDemuxer};
 use ferrocast_hub::{
     AccessRequest, Batch, DenyKind, Direction, EndReason, Entry, EntryKind, Hub, Protocol, PublishRequest, Publisher,
-    PushError, Subscriber, SubscriberOptions, Tracks,
+    PushError, Subscriber, SubscriberOptions, Tracks, TransportStats, normalize_domain,
 };
 use ferrocast_media::MediaType;
 use futures::{SinkExt, StreamExt};
@@ -40,8 +45,12 @@ pub use streamid::{Mode, StreamIdError, StreamRequest, parse_stream_id};
 pub struct SrtServeOptions {
     /// Domain of callers whose streamid names none (or an IP address).
     pub default_domain: String,
-    /// AES passphrase (10..=79 characters) every caller must use; `None` accepts unencrypted callers.
+    /// AES passphrase (10..=79 characters) of the domains [`passphrases`](Self::passphrases) does not name;
+    /// `None` accepts unencrypted callers there.
     pub passphrase: Option<String>,
+    /// Per-domain AES passphrases (domain -> passphrase), overriding [`passphrase`](Self::passphrase); an empty
+    /// passphrase makes that domain unencrypted even with a server-wide one.
+    pub passphrases: HashMap<String, String>,
     /// Key length in bytes (16, 24 or 32) used when the caller does not announce one; 0 follows the caller.
     pub pbkeylen: u16,
     /// SRT latency (receive and send).
@@ -65,9 +74,9 @@ pub enum SrtError {
         /// The I/O error.
         source: std::io::Error,
     },
-    /// The passphrase has a length SRT does not allow.
-    #[error("srt passphrase must be 10 to 79 characters long")]
-    Passphrase,
+    /// A passphrase has a length SRT does not allow.
+    #[error("srt passphrase {0} must be 10 to 79 characters long")]
+    Passphrase(String),
     /// The key length is not 0, 16, 24 or 32.
     #[error("srt pbkeylen must be 0, 16, 24 or 32")]
     KeyLength,
@@ -78,8 +87,45 @@ pub struct SrtServer {
     listener: SrtListener,
     incoming: SrtIncoming,
     local: Option<SocketAddr>,
-    passphrase: Option<Passphrase>,
+    passphrases: Arc<Passphrases>,
     options: Arc<SrtServeOptions>,
+}
+
+/// The validated passphrases: which one (if any) protects a domain.
+#[derive(Debug, Default)]
+struct Passphrases {
+    default: Option<Passphrase>,
+    /// Normalized domain -> its passphrase (`None`: unencrypted, whatever the default).
+    domains: HashMap<String, Option<Passphrase>>,
+}
+
+impl Passphrases {
+    fn new(options: &SrtServeOptions) -> Result<Passphrases, SrtError> {
+        let check = |what: String, p: &str| {
+            if p.is_empty() {
+                Ok(None)
+            } else {
+                Passphrase::try_from(p.to_string()).map(Some).map_err(|_| SrtError::Passphrase(what))
+            }
+        };
+        let default = match &options.passphrase {
+            Some(p) => check("(server-wide)".into(), p)?,
+            None => None,
+        };
+        let mut domains = HashMap::new();
+        for (domain, p) in &options.passphrases {
+            domains.insert(normalize_domain(domain), check(format!("of domain {domain}"), p)?);
+        }
+        Ok(Passphrases { default, domains })
+    }
+
+    /// The passphrase callers naming `domain` (already normalized) must use.
+    fn for_domain(&self, domain: &str) -> Option<&Passphrase> {
+        match self.domains.get(domain) {
+            Some(p) => p.as_ref(),
+            None => self.default.as_ref(),
+        }
+    }
 }
 
 /// Requested UDP socket buffer sizes of the listener.
@@ -91,10 +137,7 @@ const TS_PER_MESSAGE: usize = 7 * 188;
 impl SrtServer {
     /// Binds the UDP socket (`addr` like `0.0.0.0:9000`) and checks the options.
     pub async fn bind(addr: &str, options: SrtServeOptions) -> Result<SrtServer, SrtError> {
-        let passphrase = match &options.passphrase {
-            Some(p) if !p.is_empty() => Some(Passphrase::try_from(p.clone()).map_err(|_| SrtError::Passphrase)?),
-            _ => None,
-        };
+        let passphrases = Arc::new(Passphrases::new(&options)?);
         if ![0, 16, 24, 32].contains(&options.pbkeylen) {
             return Err(SrtError::KeyLength);
         }
@@ -113,7 +156,7 @@ impl SrtServer {
             .bind(local)
             .await
             .map_err(bind_err)?;
-        Ok(SrtServer { listener, incoming, local: Some(local), passphrase, options: Arc::new(options) })
+        Ok(SrtServer { listener, incoming, local: Some(local), passphrases, options: Arc::new(options) })
     }
 
     /// The address the listener is bound to.
@@ -131,11 +174,11 @@ impl SrtServer {
             let Some(request) = request else { break };
             let hub = hub.clone();
             let options = self.options.clone();
-            let passphrase = self.passphrase.clone();
+            let passphrases = self.passphrases.clone();
             let local = self.local;
             let span = info_span!("srt", client = %request.remote());
             tokio::spawn(
-                async move { handle_request(request, hub, options, passphrase, local).await }.instrument(span),
+                async move { handle_request(request, hub, options, &passphrases, local).await }.instrument(span),
             );
         }
         self.listener.close().await;
@@ -146,7 +189,7 @@ async fn handle_request(
     request: ConnectionRequest,
     hub: Hub,
     options: Arc<SrtServeOptions>,
-    passphrase: Option<Passphrase>,
+    passphrases: &Passphrases,
     local: Option<SocketAddr>,
 ) {
     let client = request.remote();
@@ -157,10 +200,21 @@ async fn handle_request(
         warn!(stream = %stream, client = %client, protocol = "srt", "srt caller refused: {reason}");
         code
     };
-    // Encryption: with a passphrase, the caller's key material must unwrap with it (else the handshake is
-    // rejected with 1010 "bad secret"); a caller without key material is rejected with 1011 "unsecure". The key
+    let parsed = match parse_stream_id(&raw, &options.default_domain) {
+        Ok(p) => p,
+        Err(e) => {
+            let code = refuse(&raw, &format!("bad streamid `{raw}`: {e}"), ServerRejectReason::BadRequest.into());
+            let _ = request.reject(code).await;
+            return;
+        }
+    };
+    let stream = parsed.key.to_string();
+    // Encryption, chosen by the domain the caller names: with a passphrase, the caller's key material must
+    // unwrap with it (else the handshake is rejected with 1010 "bad secret"); a caller without key material is
+    // rejected with 1011 "unsecure", and so is one with key material to a domain without a passphrase. The key
     // size must be the one the caller announces (libsrt announces none when its pbkeylen is left at default).
-    let key_settings = match &passphrase {
+    let passphrase = passphrases.for_domain(&parsed.key.domain);
+    let key_settings = match passphrase {
         Some(p) => {
             let wanted = match options.pbkeylen {
                 16 => KeySize::AES128,
@@ -172,7 +226,7 @@ async fn handle_request(
                 && request.key_size() != KeySize::Unspecified
                 && request.key_size() != wanted
             {
-                let code = refuse(&raw, "wrong key length", CoreRejectReason::BadSecret.into());
+                let code = refuse(&stream, "wrong key length", CoreRejectReason::BadSecret.into());
                 let _ = request.reject(code).await;
                 return;
             }
@@ -180,15 +234,6 @@ async fn handle_request(
         }
         None => None,
     };
-    let parsed = match parse_stream_id(&raw, &options.default_domain) {
-        Ok(p) => p,
-        Err(e) => {
-            let code = refuse(&raw, &format!("bad streamid `{raw}`: {e}"), ServerRejectReason::BadRequest.into());
-            let _ = request.reject(code).await;
-            return;
-        }
-    };
-    let stream = parsed.key.to_string();
     let direction = match parsed.mode {
         Mode::Publish => Direction::Publish,
         Mode::Request => Direction::Play,
@@ -245,7 +290,12 @@ async fn handle_request(
         Err(e) => {
             // The key exchange failed (wrong passphrase) or the caller went away during the handshake.
             counters.rejected.fetch_add(1, Ordering::Relaxed);
-            warn!(stream = %stream, client = %client, protocol = "srt", "srt caller refused: handshake failed (wrong passphrase or no encryption): {e}");
+            let why = if passphrase.is_some() {
+                "wrong passphrase or no encryption"
+            } else {
+                "encryption offered to a domain without a passphrase, or the caller left"
+            };
+            warn!(stream = %stream, client = %client, protocol = "srt", "srt caller refused: handshake failed ({why}): {e}");
             return;
         }
     };
@@ -299,13 +349,27 @@ async fn run_publisher(
     let mut warned_stream = false;
     let mut warned_frame = false;
     let mut stats = socket.statistics().clone();
-    let mut tracker = StatsTracker::default();
+    let mut tracker = StatsTracker {
+        rtt: Some(socket.settings().rtt),
+        rate_base: Some((0, Instant::now())),
+        ..StatsTracker::default()
+    };
     let mut stats_live = true;
+    // Until the first statistics report (after a second), the handshake's RTT stands for the connection's.
+    let latency = socket.settings().recv_tsbpd_latency;
+    publisher.set_transport_stats(TransportStats {
+        rtt: Some(socket.settings().rtt),
+        latency: Some(latency),
+        ..TransportStats::default()
+    });
     loop {
         let next = tokio::select! {
             s = stats.next(), if stats_live => {
                 match s {
-                    Some(s) => tracker.record(hub, &s),
+                    Some(s) => {
+                        tracker.record(hub, &s);
+                        publisher.set_transport_stats(tracker.publisher_stats(&s, latency));
+                    }
                     None => stats_live = false,
                 }
                 continue;
@@ -498,6 +562,11 @@ struct StatsTracker {
     lost: u64,
     retransmitted: u64,
     dropped: u64,
+    /// The previous report's received bytes and when it came, for the receive rate (srt-tokio 0.4 leaves the
+    /// statistics' `elapsed_time` at zero, so the wall clock measures the interval).
+    rate_base: Option<(u64, Instant)>,
+    /// The last RTT measured (srt-tokio reports zero until the first ACK/ACK2 exchange).
+    rtt: Option<Duration>,
 }
 
 impl StatsTracker {
@@ -509,12 +578,37 @@ impl StatsTracker {
         m.srt_packets_retransmitted
             .fetch_add(s.tx_retransmit_data.saturating_sub(self.retransmitted), Ordering::Relaxed);
         m.srt_packets_dropped.fetch_add(dropped.saturating_sub(self.dropped), Ordering::Relaxed);
-        // srt-protocol 0.4.4 leaves these at zero; the handshake RTT is recorded at accept instead.
+        // Zero until the first ACK/ACK2 round trip (filled by our srt-protocol patch); the handshake RTT is recorded
+        // at accept.
         let rtt = s.tx_average_rtt.max(s.rx_average_rtt);
         if !rtt.is_zero() {
             record_rtt(hub, rtt);
         }
         (self.lost, self.retransmitted, self.dropped) = (lost, s.tx_retransmit_data, dropped);
+    }
+
+    /// The figures of a publisher's connection (the receiving side of `s`) for the hub.
+    fn publisher_stats(&mut self, s: &SocketStatistics, latency: Duration) -> TransportStats {
+        let now = Instant::now();
+        let receive_rate_bps = match self.rate_base {
+            Some((bytes, at)) if now > at => {
+                (s.rx_bytes.saturating_sub(bytes).saturating_mul(8) as f64 / (now - at).as_secs_f64()) as u64
+            }
+            _ => 0,
+        };
+        self.rate_base = Some((s.rx_bytes, now));
+        if !s.rx_average_rtt.is_zero() {
+            self.rtt = Some(s.rx_average_rtt);
+        }
+        TransportStats {
+            rtt: self.rtt,
+            packets_received: s.rx_data,
+            packets_lost: s.rx_loss_data,
+            packets_retransmitted: s.rx_retransmit_data,
+            packets_dropped: s.rx_dropped_data,
+            receive_rate_bps,
+            latency: Some(latency),
+        }
     }
 }
 
@@ -536,4 +630,44 @@ async fn send_ts(
     }
     sink.flush().await?;
     Ok(data.len() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(default: Option<&str>, domains: &[(&str, &str)]) -> SrtServeOptions {
+        SrtServeOptions {
+            default_domain: "localhost".into(),
+            passphrase: default.map(str::to_string),
+            passphrases: domains.iter().map(|(d, p)| (d.to_string(), p.to_string())).collect(),
+            pbkeylen: 0,
+            latency: Duration::from_millis(120),
+            publisher_idle_timeout: Duration::from_secs(10),
+            stall_timeout: Duration::from_secs(10),
+            max_batch: 64,
+        }
+    }
+
+    #[test]
+    fn passphrase_is_chosen_per_domain() {
+        let p = Passphrases::new(&options(None, &[("Push.Example.com", "0123456789"), ("open.example.com", "")]))
+            .expect("valid");
+        assert!(p.for_domain("push.example.com").is_some(), "domain keys are normalized");
+        assert!(p.for_domain("open.example.com").is_none());
+        assert!(p.for_domain("other.example.com").is_none(), "no default: unencrypted");
+
+        let p = Passphrases::new(&options(Some("server-wide-secret"), &[("open.example.com", "")])).expect("valid");
+        assert!(p.for_domain("other.example.com").is_some(), "the default applies to unnamed domains");
+        assert!(p.for_domain("open.example.com").is_none(), "an empty domain passphrase overrides the default");
+    }
+
+    #[test]
+    fn bad_passphrases_are_refused_at_start() {
+        let e = Passphrases::new(&options(None, &[("push.example.com", "short")])).expect_err("too short");
+        assert!(e.to_string().contains("of domain push.example.com"), "{e}");
+        let long = "x".repeat(80);
+        assert!(Passphrases::new(&options(Some(&long), &[])).is_err());
+        assert!(Passphrases::new(&options(Some(""), &[])).is_ok_and(|p| p.default.is_none()));
+    }
 }

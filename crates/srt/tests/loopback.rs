@@ -32,10 +32,18 @@ fn ts_input() -> Option<Vec<u8>> {
 }
 
 async fn start(passphrase: Option<&str>) -> (Hub, std::net::SocketAddr, watch::Sender<bool>) {
+    start_with(passphrase, &[]).await
+}
+
+async fn start_with(
+    passphrase: Option<&str>,
+    domains: &[(&str, &str)],
+) -> (Hub, std::net::SocketAddr, watch::Sender<bool>) {
     let hub = Hub::new(HubConfig::default(), Arc::new(Metrics::default()));
     let options = || SrtServeOptions {
         default_domain: "srt.example".into(),
         passphrase: passphrase.map(str::to_string),
+        passphrases: domains.iter().map(|(d, p)| (d.to_string(), p.to_string())).collect(),
         pbkeylen: 0,
         latency: Duration::from_millis(120),
         publisher_idle_timeout: Duration::from_secs(5),
@@ -153,4 +161,24 @@ async fn refusals_happen_in_the_handshake() {
     // The right passphrase gets in.
     let ok = SrtSocket::builder().encryption(0, "a-good-passphrase").call(addr, Some("#!::r=live/p")).await;
     assert!(ok.is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passphrases_are_per_domain() {
+    let (hub, addr, _stop) = start_with(None, &[("enc.example", "the-domain-passphrase")]).await;
+    let call = |sid: &'static str, pass: Option<&'static str>| async move {
+        let mut b = SrtSocket::builder();
+        if let Some(p) = pass {
+            b = b.encryption(0, p);
+        }
+        tokio::time::timeout(Duration::from_secs(8), b.call(addr, Some(sid))).await.map(|r| r.is_ok())
+    };
+    // The domain with a passphrase: missing or wrong refused, right accepted.
+    assert_eq!(call("#!::h=enc.example,r=live/a", None).await, Ok(false));
+    assert_eq!(call("#!::h=enc.example,r=live/a", Some("another-passphrase")).await, Ok(false));
+    assert_eq!(call("#!::h=ENC.example,r=live/a", Some("the-domain-passphrase")).await, Ok(true));
+    // The default domain has none: plain callers get in, encrypting ones are refused (enforced encryption).
+    assert_eq!(call("#!::r=live/b", Some("the-domain-passphrase")).await, Ok(false));
+    assert_eq!(call("#!::r=live/b", None).await, Ok(true));
+    assert_eq!(hub.metrics().protocol(Protocol::Srt).rejected.load(std::sync::atomic::Ordering::Relaxed), 3);
 }

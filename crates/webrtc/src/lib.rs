@@ -14,8 +14,10 @@
 //!   (RTMP/FLV/HLS viewers and recordings).
 
 pub mod audio;
+pub mod av1;
 mod bridge;
 pub mod h264;
+pub mod h265;
 mod session;
 mod signal;
 mod tcp;

@@ -15,8 +15,8 @@ use str0m::{Event, IceConnectionState, Input, Output, Rtc};
 use tokio::sync::{broadcast, mpsc};
 
 use crate::audio::{OpusToAac, RATE};
-use crate::h264;
 use crate::{Inner, OpusFeed, SessionMsg};
+use crate::{av1, h264, h265};
 
 /// A session that did not connect within this time is dropped.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -179,11 +179,35 @@ pub(crate) struct Play {
     pub(crate) feed: Option<Arc<OpusFeed>>,
 }
 
+/// The payload types negotiated for each video codec the hub may carry.
+#[derive(Debug, Clone, Copy, Default)]
+struct VideoPts {
+    h264: Option<Pt>,
+    h265: Option<Pt>,
+    av1: Option<Pt>,
+    vp8: Option<Pt>,
+}
+
+impl VideoPts {
+    fn for_codec(&self, codec: Codec) -> Option<Pt> {
+        match codec {
+            Codec::H264 => self.h264,
+            Codec::H265 => self.h265,
+            Codec::Av1 => self.av1,
+            Codec::Vp8 => self.vp8,
+            _ => None,
+        }
+    }
+}
+
 struct Out {
-    /// The video mid and the negotiated H.264 and VP8 payload types.
-    video: Option<(Mid, Option<Pt>, Option<Pt>)>,
+    /// The video mid and the negotiated payload types.
+    video: Option<(Mid, VideoPts)>,
     audio: Option<(Mid, Option<Pt>)>,
+    /// What a keyframe needs in front when it lacks it: H.264 SPS/PPS or H.265 VPS/SPS/PPS NAL units.
     parameter_sets: Vec<Vec<u8>>,
+    /// The AV1 stream's `av1C` (its sequence header goes before keyframes that lack one).
+    av1_config: Bytes,
     warned_codec: bool,
     last_pli: Option<Instant>,
 }
@@ -203,11 +227,17 @@ fn find_pt(rtc: &mut Rtc, mid: Mid, codec: RtcCodec) -> Option<Pt> {
 }
 
 fn parameter_sets(track: Option<&Arc<TrackInfo>>) -> Vec<Vec<u8>> {
-    track
-        .filter(|t| t.codec == Codec::H264)
-        .and_then(|t| h264::avc_config_parameter_sets(&t.config))
-        .map(|(sps, pps)| sps.into_iter().chain(pps).collect())
-        .unwrap_or_default()
+    match track {
+        Some(t) if t.codec == Codec::H264 => h264::avc_config_parameter_sets(&t.config)
+            .map(|(sps, pps)| sps.into_iter().chain(pps).collect())
+            .unwrap_or_default(),
+        Some(t) if t.codec == Codec::H265 => h265::hevc_config_parameter_sets(&t.config).unwrap_or_default(),
+        _ => Vec::new(),
+    }
+}
+
+fn av1_config(track: Option<&Arc<TrackInfo>>) -> Bytes {
+    track.filter(|t| t.codec == Codec::Av1).map(|t| t.config.clone()).unwrap_or_default()
 }
 
 /// Runs a WHEP viewer until it leaves or the stream ends.
@@ -216,6 +246,7 @@ pub(crate) async fn run_play(mut core: Core, mut play: Play) {
         video: None,
         audio: None,
         parameter_sets: parameter_sets(play.sub.start_tracks().video.as_ref()),
+        av1_config: av1_config(play.sub.start_tracks().video.as_ref()),
         warned_codec: false,
         last_pli: None,
     };
@@ -229,9 +260,13 @@ pub(crate) async fn run_play(mut core: Core, mut play: Play) {
             match e {
                 Event::MediaAdded(m) => match m.kind {
                     MediaKind::Video => {
-                        let h264 = find_pt(&mut core.rtc, m.mid, RtcCodec::H264);
-                        let vp8 = find_pt(&mut core.rtc, m.mid, RtcCodec::Vp8);
-                        out.video = Some((m.mid, h264, vp8));
+                        let pts = VideoPts {
+                            h264: find_pt(&mut core.rtc, m.mid, RtcCodec::H264),
+                            h265: find_pt(&mut core.rtc, m.mid, RtcCodec::H265),
+                            av1: find_pt(&mut core.rtc, m.mid, RtcCodec::Av1),
+                            vp8: find_pt(&mut core.rtc, m.mid, RtcCodec::Vp8),
+                        };
+                        out.video = Some((m.mid, pts));
                     }
                     MediaKind::Audio => out.audio = Some((m.mid, find_pt(&mut core.rtc, m.mid, RtcCodec::Opus))),
                 },
@@ -273,7 +308,9 @@ pub(crate) async fn run_play(mut core: Core, mut play: Play) {
             Wake::Batch(Batch::Ended) => core.stop = Some("stream ended"),
             Wake::Batch(Batch::Entries { skipped }) => {
                 if skipped > 0 {
-                    out.parameter_sets = parameter_sets(play.sub.current_tracks().video.as_ref());
+                    let tracks = play.sub.current_tracks();
+                    out.parameter_sets = parameter_sets(tracks.video.as_ref());
+                    out.av1_config = av1_config(tracks.video.as_ref());
                 }
                 let entries = std::mem::take(&mut batch);
                 write_entries(&mut core, &mut out, &play.sub, &entries, audio_from_hub);
@@ -294,7 +331,10 @@ pub(crate) async fn run_play(mut core: Core, mut play: Play) {
 fn write_entries(core: &mut Core, out: &mut Out, sub: &Subscriber, entries: &[Arc<Entry>], audio_from_hub: bool) {
     for entry in entries {
         match &entry.kind {
-            EntryKind::Track(t) if t.media == MediaType::Video => out.parameter_sets = parameter_sets(Some(t)),
+            EntryKind::Track(t) if t.media == MediaType::Video => {
+                out.parameter_sets = parameter_sets(Some(t));
+                out.av1_config = av1_config(Some(t));
+            }
             EntryKind::Frame(f) if f.media == MediaType::Video => {
                 write_video(core, out, sub, f);
                 if core.stop.is_some() {
@@ -310,31 +350,28 @@ fn write_entries(core: &mut Core, out: &mut Out, sub: &Subscriber, entries: &[Ar
 }
 
 fn write_video(core: &mut Core, out: &mut Out, sub: &Subscriber, frame: &Frame) {
-    let pt = match (out.video, frame.codec) {
-        (Some((mid, Some(pt), _)), Codec::H264) => Some((mid, pt)),
-        (Some((mid, _, Some(pt))), Codec::Vp8) => Some((mid, pt)),
-        _ => None,
-    };
+    let pt = out.video.and_then(|(mid, pts)| Some((mid, pts.for_codec(frame.codec)?)));
     let Some((mid, pt)) = pt else {
         if !out.warned_codec {
             out.warned_codec = true;
             tracing::warn!(session = %core.id, stream = %core.key, codec = frame.codec.name(),
-                "video codec not negotiated with this WHEP viewer (H.264 and VP8 are sent); sending audio only");
+                "video codec not negotiated with this WHEP viewer (the stream changed codec); sending audio only");
         }
         return;
     };
-    let data = if frame.codec == Codec::H264 {
-        if frame.pts != frame.dts {
-            core.inner.hub.metrics().webrtc_bframes_refused.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(session = %core.id, stream = %core.key,
-                "H.264 with B-frames cannot be played over WebRTC; ending the WHEP session (publish without B-frames: x264 -bf 0 / tune zerolatency, OBS B-frames 0)");
-            core.stop = Some("b-frames in the stream");
-            return;
-        }
-        let prefix: &[Vec<u8>] = if frame.keyframe { &out.parameter_sets } else { &[] };
-        h264::avcc_to_annexb(&frame.data, prefix)
-    } else {
-        frame.data.to_vec()
+    if matches!(frame.codec, Codec::H264 | Codec::H265) && frame.pts != frame.dts {
+        core.inner.hub.metrics().webrtc_bframes_refused.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(session = %core.id, stream = %core.key, codec = frame.codec.name(),
+            "video with B-frames cannot be played over WebRTC; ending the WHEP session (publish without B-frames: x264/x265 -bf 0 / tune zerolatency, OBS B-frames 0)");
+        core.stop = Some("b-frames in the stream");
+        return;
+    }
+    let prefix: &[Vec<u8>] = if frame.keyframe { &out.parameter_sets } else { &[] };
+    let data = match frame.codec {
+        Codec::H264 => h264::avcc_to_annexb(&frame.data, prefix),
+        Codec::H265 => h265::hvcc_to_annexb(&frame.data, prefix),
+        Codec::Av1 => av1::with_sequence_header(&frame.data, frame.keyframe, &out.av1_config),
+        _ => frame.data.to_vec(),
     };
     let n = data.len() as u64;
     let t = MediaTime::new(rescale(frame.pts, frame.timebase, 90_000).max(0) as u64, Frequency::NINETY_KHZ);
@@ -384,6 +421,9 @@ struct In {
     video_mid: Option<Mid>,
     video_clock: TrackClock,
     audio_clock: TrackClock,
+    vps: Option<Vec<u8>>,
+    /// Non-VCL H.265 NAL units (HVCC) waiting for the picture with the same RTP time.
+    h265_held: Option<(MediaTime, Vec<u8>)>,
     sps: Option<Vec<u8>>,
     pps: Option<Vec<u8>>,
     video_config: Option<Bytes>,
@@ -412,6 +452,8 @@ pub(crate) async fn run_publish(mut core: Core, mut publish: Publish) {
         video_mid: None,
         video_clock: TrackClock::default(),
         audio_clock: TrackClock::default(),
+        vps: None,
+        h265_held: None,
         sps: None,
         pps: None,
         video_config: None,
@@ -554,6 +596,51 @@ fn on_media(core: &mut Core, st: &mut In, publish: &mut Publish, d: MediaData) {
             };
             push(core, publish, frame);
         }
+        RtcCodec::H265 => {
+            let ts = st.video_clock.time(core.started, d.time, d.network_time, 90_000);
+            let mut unit = h265::annexb_to_hvcc(&d.data);
+            // str0m 0.25 hands an access unit's leading parameter sets (and SEI) over as a sample of their own,
+            // with the picture's RTP time: keep its non-VCL units for the picture instead of pushing a frame.
+            let held = st.h265_held.take();
+            if !unit.has_picture {
+                st.h265_held = Some((d.time, unit.data));
+                unit.data = Vec::new();
+            } else if let Some((_, mut data)) = held.filter(|(t, _)| *t == d.time) {
+                data.extend_from_slice(&unit.data);
+                unit.data = data;
+            }
+            for (slot, set) in [(&mut st.vps, unit.vps), (&mut st.sps, unit.sps), (&mut st.pps, unit.pps)] {
+                if set.is_some() {
+                    *slot = set;
+                }
+            }
+            if let (Some(vps), Some(sps), Some(pps)) = (&st.vps, &st.sps, &st.pps) {
+                let config = h265::build_hevc_config(vps, sps, pps);
+                if config.is_some() && config != st.video_config {
+                    let Some(config) = config else { return };
+                    if !set_video_track(core, st, publish, Codec::H265, config) {
+                        return;
+                    }
+                }
+            }
+            push_video(core, st, publish, Codec::H265, ts, unit.keyframe, unit.data);
+        }
+        RtcCodec::Av1 => {
+            let ts = st.video_clock.time(core.started, d.time, d.network_time, 90_000);
+            let data = d.data.to_vec();
+            if let Some(seq) = av1::sequence_header(&data) {
+                let config = av1::build_av1_config(seq);
+                // Only the sequence header matters: the record's other bytes are derived from it.
+                if config.is_some() && config.as_ref().map(|c| &c[4..]) != st.video_config.as_ref().map(|c| &c[4..]) {
+                    let Some(config) = config else { return };
+                    if !set_video_track(core, st, publish, Codec::Av1, config) {
+                        return;
+                    }
+                }
+            }
+            let keyframe = d.is_keyframe();
+            push_video(core, st, publish, Codec::Av1, ts, keyframe, data);
+        }
         RtcCodec::Vp8 => {
             let ts = st.video_clock.time(core.started, d.time, d.network_time, 90_000);
             let keyframe = d.is_keyframe();
@@ -636,4 +723,44 @@ fn on_media(core: &mut Core, st: &mut In, publish: &mut Publish, d: MediaData) {
             tracing::debug!(session = %core.id, codec = ?other, "whip: codec not carried; frame dropped");
         }
     }
+}
+
+/// Sets the video track from a configuration record built from in-band parameter sets; false when the stream
+/// was stopped.
+fn set_video_track(core: &mut Core, st: &mut In, publish: &mut Publish, codec: Codec, config: Bytes) -> bool {
+    match TrackInfo::from_config(codec, 90_000, config.clone()) {
+        Ok(info) => {
+            if publish.publisher.set_track(info).is_err() {
+                core.stop = Some("stream stopped by the server");
+                return false;
+            }
+            st.video_config = Some(config);
+        }
+        Err(e) => tracing::warn!(session = %core.id, codec = codec.name(), error = %e,
+            "whip: unusable in-band video configuration"),
+    }
+    true
+}
+
+/// Pushes a video access unit once the track is configured; before that, asks for a keyframe.
+fn push_video(
+    core: &mut Core,
+    st: &mut In,
+    publish: &mut Publish,
+    codec: Codec,
+    ts: i64,
+    keyframe: bool,
+    data: Vec<u8>,
+) {
+    if st.video_config.is_none() || data.is_empty() {
+        if st.video_config.is_none() {
+            request_keyframe(core, st);
+        }
+        return;
+    }
+    st.frames += 1;
+    st.keyframes += u64::from(keyframe);
+    let frame =
+        Frame { media: MediaType::Video, codec, timebase: 90_000, dts: ts, pts: ts, keyframe, data: Bytes::from(data) };
+    push(core, publish, frame);
 }

@@ -57,6 +57,8 @@ enum SignalError {
     #[error("{0}")]
     Unprocessable(String),
     #[error("{0}")]
+    Unsupported(String),
+    #[error("{0}")]
     Unavailable(String),
 }
 
@@ -68,6 +70,7 @@ impl SignalError {
             SignalError::NotFound(_) => StatusCode::NOT_FOUND,
             SignalError::Conflict(_) => StatusCode::CONFLICT,
             SignalError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            SignalError::Unsupported(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             SignalError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -189,15 +192,17 @@ fn check(
     })
 }
 
-/// A new `Rtc` with our candidates that accepted `offer`: the answer SDP and the local ICE ufrag. H.264, Opus
-/// and, when `vp8`, VP8.
-fn accept(rtc: &WebRtc, offer: &str, vp8: bool) -> Result<(Rtc, String, String), SignalError> {
+/// A new `Rtc` with our candidates that accepted `offer`: the answer SDP and the local ICE ufrag. Opus, H.264
+/// and, when `others`, H.265, AV1 and VP8 (str0m 0.25 packetizes and depacketizes all of them).
+fn accept(rtc: &WebRtc, offer: &str, others: bool) -> Result<(Rtc, String, String), SignalError> {
     let offer = SdpOffer::from_sdp_string(offer).map_err(|e| SignalError::BadRequest(format!("bad SDP offer: {e}")))?;
     let mut r = Rtc::builder()
         .set_ice_lite(true)
         .clear_codecs()
         .enable_h264(true)
-        .enable_vp8(vp8)
+        .enable_h265(others)
+        .enable_av1(others)
+        .enable_vp8(others)
         .enable_opus(true, false)
         .build(Instant::now());
     for c in &rtc.inner.candidates {
@@ -220,6 +225,27 @@ fn accept(rtc: &WebRtc, offer: &str, vp8: bool) -> Result<(Rtc, String, String),
         r.sdp_api().accept_offer(offer).map_err(|e| SignalError::BadRequest(format!("SDP offer refused: {e}")))?;
     let ufrag = r.direct_api().local_ice_credentials().ufrag;
     Ok((r, answer.to_sdp_string(), ufrag))
+}
+
+/// The SDP `rtpmap` encoding name of a video codec WebRTC can carry here.
+fn rtpmap_name(codec: Codec) -> Option<&'static str> {
+    match codec {
+        Codec::H264 => Some("H264"),
+        Codec::H265 => Some("H265"),
+        Codec::Av1 => Some("AV1"),
+        Codec::Vp8 => Some("VP8"),
+        _ => None,
+    }
+}
+
+fn codec_label(codec: Codec) -> &'static str {
+    match codec {
+        Codec::H264 => "H.264",
+        Codec::H265 => "H.265",
+        Codec::Av1 => "AV1",
+        Codec::Vp8 => "VP8",
+        other => other.name(),
+    }
 }
 
 fn session_id() -> String {
@@ -279,13 +305,19 @@ fn start_play(
     // Read the GOP cache now: it decides the B-frame question before we answer, and is sent once connected.
     let mut pending = Vec::new();
     while let Some(ferrocast_hub::Batch::Entries { .. }) = sub.try_batch(&mut pending, 4096) {}
-    let bframes = pending.iter().any(|e| {
-        matches!(&e.kind, EntryKind::Frame(f) if f.media == MediaType::Video && f.codec == Codec::H264 && f.pts != f.dts)
+    let bframes = pending.iter().find_map(|e| match &e.kind {
+        EntryKind::Frame(f)
+            if f.media == MediaType::Video && matches!(f.codec, Codec::H264 | Codec::H265) && f.pts != f.dts =>
+        {
+            Some(f.codec)
+        }
+        _ => None,
     });
-    if bframes {
+    if let Some(codec) = bframes {
         hub.metrics().webrtc_bframes_refused.fetch_add(1, Ordering::Relaxed);
         return Err(SignalError::Unprocessable(format!(
-            "stream {key} is H.264 with B-frames, which WebRTC cannot carry; publish without B-frames (x264: -bf 0 or -tune zerolatency; OBS: B-frames 0)"
+            "stream {key} is {} with B-frames, which WebRTC cannot carry; publish without B-frames (x264/x265: -bf 0 or -tune zerolatency; OBS: B-frames 0)",
+            codec_label(codec)
         )));
     }
     let tracks = sub.current_tracks();
@@ -295,8 +327,18 @@ fn start_play(
         // A WHIP publisher's Opus feed, if any (the hub then carries AAC for the other protocols).
         _ => rtc.inner.feed_or(&key, || None),
     };
-    // Viewers may get VP8 (from a VP8 WHIP publisher); the writer picks the payload type per frame codec.
+    // Viewers may get H.265, AV1 (RTMP Enhanced or WHIP publishers) or VP8 (WHIP); the writer picks the payload
+    // type per frame codec.
     let (r, answer, ufrag) = accept(rtc, offer, true)?;
+    if let Some(video) = tracks.video.as_ref()
+        && let Some(rtpmap) = rtpmap_name(video.codec)
+        && !answer.to_ascii_uppercase().contains(&format!(" {rtpmap}/90000"))
+    {
+        return Err(SignalError::Unsupported(format!(
+            "stream {key} is {} video and the offer has no {rtpmap} (or not in a form this server sends: H.264 needs packetization-mode=1); offer it, or play the stream over HTTP-FLV/HLS",
+            codec_label(video.codec)
+        )));
+    }
     let id = session_id();
     let (tx, rx) = mpsc::channel(512);
     rtc.inner.register(&id, &ufrag, tx);
@@ -357,8 +399,9 @@ fn start_publish(
     offer: &str,
 ) -> Result<(String, String), SignalError> {
     check(rtc, Direction::Publish, t, client, headers)?;
-    // Publishers send H.264 whenever they offer it (RTMP/FLV/HLS viewers need it); VP8 only from those that
-    // offer nothing else (it then plays over WHEP, and as Enhanced RTMP `vp08` FLV; HLS refuses it).
+    // Publishers send H.264 whenever they offer it (every protocol plays it); H.265, AV1 and VP8 only from those
+    // that offer no H.264 (H.265/AV1 then play everywhere as Enhanced RTMP `hvc1`/`av01` and fMP4 HLS; VP8 over
+    // WHEP and Enhanced RTMP `vp08` FLV, HLS refuses it).
     let offers_h264 = offer.to_ascii_uppercase().contains("H264/90000");
     let (r, answer, ufrag) = accept(rtc, offer, !offers_h264)?;
     let hub = &rtc.inner.hub;

@@ -393,7 +393,7 @@ pub async fn push_info_list(state: &ApiState, p: &Params) -> Out {
                 video.and_then(|v| v.video.as_ref()).map(|v| format!("{}*{}", v.width, v.height)).unwrap_or_default();
             let (meta_video_kbps, meta_audio_kbps, meta_fps) =
                 s.metadata.as_deref().map(meta_numbers).unwrap_or((0.0, 0.0, 0.0));
-            json!({
+            let mut item = json!({
                 "StreamName": s.key.stream,
                 "AppName": s.key.app,
                 "ClientIp": s.params.client.map(|a| a.ip().to_string()).unwrap_or_default(),
@@ -411,7 +411,11 @@ pub async fn push_info_list(state: &ApiState, p: &Params) -> Out {
                 "MetaAudioSpeed": round(meta_audio_kbps * 1000.0),
                 "MetaVideoSpeed": round(meta_video_kbps * 1000.0),
                 "MetaFps": round(meta_fps),
-            })
+            });
+            if let (Some(t), Some(obj)) = (s.params.transport, item.as_object_mut()) {
+                obj.insert("TransportStats".into(), transport_json(s.params.protocol, &t));
+            }
+            item
         })
         .collect();
     object(json!({
@@ -421,6 +425,23 @@ pub async fn push_info_list(state: &ApiState, p: &Params) -> Out {
         "PageNum": page_num,
         "PageSize": page_size,
     }))
+}
+
+/// A ferrocast extension of `PushDataInfo` (the SDK model has no field for them): the publisher connection's
+/// transport figures, for protocols that measure them (SRT). Times in milliseconds, rates in bit/s like
+/// `VideoSpeed`; the SDK ignores the key (with a warning), raw JSON clients read it.
+fn transport_json(protocol: ferrocast_hub::Protocol, t: &ferrocast_hub::TransportStats) -> Value {
+    let ms = |d: Option<Duration>| d.map(|d| (d.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0);
+    json!({
+        "Protocol": protocol.label().to_ascii_uppercase(),
+        "RttMs": ms(t.rtt),
+        "LatencyMs": ms(t.latency),
+        "ReceivedPackets": t.packets_received,
+        "LostPackets": t.packets_lost,
+        "RetransmittedPackets": t.packets_retransmitted,
+        "DroppedPackets": t.packets_dropped,
+        "ReceiveSpeed": t.receive_rate_bps,
+    })
 }
 
 #[cfg(test)]
@@ -452,6 +473,23 @@ mod tests {
         };
         let r = rates_between(&old, &new);
         assert_eq!(r, Rates { video_fps: 30.0, audio_fps: 43.0, video_bps: 1_000_000.0, audio_bps: 96_000.0 });
+    }
+
+    #[test]
+    fn transport_figures() {
+        let t = ferrocast_hub::TransportStats {
+            rtt: Some(Duration::from_micros(1234)),
+            packets_received: 10,
+            packets_lost: 2,
+            receive_rate_bps: 96_000,
+            ..Default::default()
+        };
+        let v = transport_json(ferrocast_hub::Protocol::Srt, &t);
+        assert_eq!(v["Protocol"], "SRT");
+        assert_eq!(v["RttMs"], 1.234);
+        assert_eq!(v["LatencyMs"], Value::Null);
+        assert_eq!((v["ReceivedPackets"].as_u64(), v["LostPackets"].as_u64()), (Some(10), Some(2)));
+        assert_eq!(v["ReceiveSpeed"], 96_000);
     }
 
     #[test]

@@ -88,6 +88,24 @@ impl Receiver {
     }
 }
 
+/// How many packets a loss list names, without expanding its ranges (a caller controls their size).
+fn loss_count(list: &CompressedLossList) -> u64 {
+    let mut count = 0u64;
+    let mut words = list.iter_compressed();
+    while let Some(word) = words.next() {
+        if word & (1 << 31) != 0 {
+            let start = SeqNumber::new_truncate(word & !(1 << 31));
+            match words.next() {
+                Some(end) => count += u64::from(SeqNumber::new_truncate(end) - start) + 1,
+                None => count += 1,
+            }
+        } else {
+            count += 1;
+        }
+    }
+    count
+}
+
 pub struct ReceiverContext<'a> {
     timers: &'a mut Timers,
     output: &'a mut Output,
@@ -148,6 +166,8 @@ impl<'a> ReceiverContext<'a> {
                 use DataPacketAction::*;
                 match action {
                     ReceivedWithLoss(loss_list) => {
+                        // ferrocast patch: upstream never counts receiver-side loss.
+                        self.stats.rx_loss_data += loss_count(&loss_list);
                         self.output.send_control(now, Nak(loss_list));
                     }
                     ReceivedWithLightAck { light_ack, .. } => {
@@ -176,8 +196,11 @@ impl<'a> ReceiverContext<'a> {
     pub fn handle_ack2_packet(&mut self, now: Instant, seq_num: FullAckSeqNumber) {
         self.stats.rx_ack2 += 1;
         let rtt = self.receiver.arq.handle_ack2_packet(now, seq_num);
+        // ferrocast patch: upstream counted every *matched* ACK2 as an error and never reported the RTT.
         if let Some(rtt) = rtt {
             self.timers.update_rtt(rtt);
+            self.stats.rx_average_rtt = rtt.mean_as_duration();
+        } else {
             //self.warn("ack not found", now, &seq_num);
             self.stats.rx_ack2_errors += 1;
         }

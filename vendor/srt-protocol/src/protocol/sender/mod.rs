@@ -129,6 +129,10 @@ impl<'a> SenderContext<'a> {
         if matches!(ack, Acknowledgement::Lite(_)) {
             self.stats.rx_light_ack += 1;
         }
+        // ferrocast patch: the peer's RTT estimate (carried in full ACKs) was never reported.
+        if let Some(rtt) = ack.rtt() {
+            self.stats.tx_average_rtt = rtt.mean_as_duration();
+        }
 
         match self.sender.send_buffer.update_largest_acked_seq_number(
             ack.ack_number(),

@@ -41,11 +41,12 @@ impl Rtt {
         self.variance
     }
 
+    // ferrocast patch: a peer's ACK carries its RTT figures; a negative one is zero, not a panic.
     pub fn mean_as_duration(&self) -> Duration {
-        Duration::from_micros(self.mean.as_micros().try_into().unwrap())
+        Duration::from_micros(self.mean.as_micros().try_into().unwrap_or(0))
     }
 
     pub fn variance_as_duration(&self) -> Duration {
-        Duration::from_micros(self.variance.as_micros().try_into().unwrap())
+        Duration::from_micros(self.variance.as_micros().try_into().unwrap_or(0))
     }
 }
