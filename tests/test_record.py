@@ -158,6 +158,8 @@ def test_rule_records_every_format_with_callbacks(server_factory, receiver):
         seen = [s["record_event"] for s in statuses if json.loads(s["record_detail"])["file_format"] == fmt_code]
         assert seen[:1] == ["record_start_succeeded"] and "record_ended" in seen, statuses
     assert all(s["domain"] == PUSH and s["stream_id"] == "allfmt" for s in statuses)
+    m = server.metrics()
+    assert m.get("ferrocast_record_files_stored_total") >= 4 and m.get("ferrocast_record_jobs") == 0
     # Nothing left behind in the spool.
     spool = server.data_dir / "spool" / "rec"
     leftovers = [p for p in spool.rglob("*") if p.is_file() and p.name != "session.json"]

@@ -82,6 +82,16 @@ pub struct Metrics {
     pub audio_transcoders: AtomicI64,
     /// Audio frames the transcoders could not decode or encode.
     pub audio_transcode_errors: AtomicU64,
+    /// Recording and screenshot jobs running now.
+    pub record_jobs: AtomicI64,
+    /// Recording files stored in their storage target.
+    pub record_files_stored: AtomicU64,
+    /// Upload attempts of recordings and screenshots that failed (each is retried).
+    pub record_upload_failures: AtomicU64,
+    /// Frames recording jobs skipped because they fell behind the stream.
+    pub record_frames_skipped: AtomicU64,
+    /// Screenshots stored.
+    pub screenshots_stored: AtomicU64,
     /// Transport figures of the live publishers that report them, by stream.
     pub(crate) transport: Mutex<BTreeMap<StreamKey, TransportEntry>>,
 }
@@ -117,7 +127,7 @@ impl Metrics {
                 let _ = writeln!(out, "{name}{{protocol=\"{}\"}} {}", p.label(), value(self.protocol(p)));
             }
         }
-        let singles: [(&str, &str, &str, i128); 12] = [
+        let singles: [(&str, &str, &str, i128); 17] = [
             ("ferrocast_streams", "gauge", "Live streams now.", gauge(&self.streams) as i128),
             (
                 "ferrocast_frames_dropped_slow_viewer_total",
@@ -179,6 +189,36 @@ impl Metrics {
                 "counter",
                 "Audio frames the transcoders could not decode or encode.",
                 load(&self.audio_transcode_errors) as i128,
+            ),
+            (
+                "ferrocast_record_jobs",
+                "gauge",
+                "Recording and screenshot jobs running now.",
+                gauge(&self.record_jobs) as i128,
+            ),
+            (
+                "ferrocast_record_files_stored_total",
+                "counter",
+                "Recording files stored in their storage target.",
+                load(&self.record_files_stored) as i128,
+            ),
+            (
+                "ferrocast_record_upload_failures_total",
+                "counter",
+                "Failed upload attempts of recordings and screenshots (each is retried).",
+                load(&self.record_upload_failures) as i128,
+            ),
+            (
+                "ferrocast_record_frames_skipped_total",
+                "counter",
+                "Frames recording jobs skipped because they fell behind the stream.",
+                load(&self.record_frames_skipped) as i128,
+            ),
+            (
+                "ferrocast_screenshots_stored_total",
+                "counter",
+                "Screenshots stored in their storage target.",
+                load(&self.screenshots_stored) as i128,
             ),
         ];
         for (name, kind, help, value) in singles {

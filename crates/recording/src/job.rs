@@ -533,6 +533,7 @@ impl Job {
     /// silently.
     async fn on_skipped(&mut self, skipped: u64) {
         tracing::warn!(stream = %self.key, frames = skipped, "recording: fell behind the stream; frames skipped");
+        self.svc.inner.hub.metrics().record_frames_skipped.fetch_add(skipped, Ordering::Relaxed);
         let session_id = self.session.id();
         let desc = format!("the recorder fell behind and skipped {skipped} frames");
         for f in self.enabled.clone() {

@@ -398,8 +398,11 @@ impl RecordingService {
         let fut = run(stop_rx);
         let me = self.clone();
         let job_key = key.clone();
+        let metrics = self.inner.hub.metrics().clone();
+        metrics.record_jobs.fetch_add(1, Ordering::Relaxed);
         let handle = tokio::spawn(async move {
             fut.await;
+            metrics.record_jobs.fetch_sub(1, Ordering::Relaxed);
             let mut jobs = me.inner.jobs.lock();
             if jobs.get(&job_key).is_some_and(|j| j.id == id) {
                 jobs.remove(&job_key);
@@ -545,6 +548,7 @@ impl RecordingService {
                     .map_err(|e| format!("upload metadata: {e}"))?;
                 tracing::info!(stream = %format!("{}/{}/{}", ev.domain, ev.app, ev.stream), format = %ev.format,
                     url = %done.url, bytes = done.size, "recording: file stored");
+                self.inner.hub.metrics().record_files_stored.fetch_add(1, Ordering::Relaxed);
                 let file_id = done.job.key.clone();
                 let body = events::file_payload(self.inner.callbacks.config().appid, &ev, &done.url, &file_id);
                 self.inner
@@ -565,6 +569,7 @@ impl RecordingService {
             "picture" => {
                 let ev: PictureEvent = serde_json::from_value(done.job.meta.get("event").cloned().unwrap_or_default())
                     .map_err(|e| format!("upload metadata: {e}"))?;
+                self.inner.hub.metrics().screenshots_stored.fetch_add(1, Ordering::Relaxed);
                 let body = events::picture_payload(&ev, &done.url);
                 self.inner
                     .callbacks
@@ -580,6 +585,7 @@ impl RecordingService {
     async fn on_upload_failed(&self, job: &UploadJob, attempts: u32, error: &str, retry_in: Duration) {
         tracing::warn!(target_name = %job.target, key = %job.key, attempts, retry_in_s = retry_in.as_secs(),
             error, "recording: upload failed; will retry");
+        self.inner.hub.metrics().record_upload_failures.fetch_add(1, Ordering::Relaxed);
         if attempts != REPORT_UPLOAD_FAILURES_AFTER {
             return;
         }
