@@ -31,7 +31,7 @@ trap cleanup EXIT
 
 FERROCAST_RTMP_LISTEN=127.0.0.1:19350 FERROCAST_HTTP_LISTEN=127.0.0.1:18080 \
 FERROCAST_STORAGE_DATA_DIR="$OUT/data" FERROCAST_LOG_LEVEL=warn FERROCAST_SRT_ENABLED=false \
-FERROCAST_WEBRTC_ENABLED=false FERROCAST_API_SECRET_ID=$SECRET_ID FERROCAST_API_SECRET_KEY=$SECRET_KEY \
+FERROCAST_WEBRTC_ENABLED=false FERROCAST_HUB_PUBLISHER_GRACE_MS=500 FERROCAST_API_SECRET_ID=$SECRET_ID FERROCAST_API_SECRET_KEY=$SECRET_KEY \
   taskset -c 0 "$FERROCAST" >"$OUT/ferrocast.log" 2>&1 &
 SERVER_PID=$!; PIDS+=("$SERVER_PID")
 for _ in $(seq 50); do curl -sf http://127.0.0.1:18080/healthz >/dev/null && break; sleep 0.1; done
@@ -74,10 +74,13 @@ c.CreateLiveRecordRule(req)
 print(f"record template {tid} bound to localhost/live")
 PY
 run recording
+spooled() { find "$OUT/data/spool/rec" -type f ! -name session.json | wc -l; }
+for _ in $(seq 120); do [ "$(spooled)" -eq 0 ] && break; sleep 0.5; done
 
 echo "== recorded files ($OUT/data/records)"
 find "$OUT/data/records" -type f | sed 's/.*\.//' | sort | uniq -c
 du -sh "$OUT/data/records"
-echo "left in the spool: $(find "$OUT/data/spool/rec" -type f ! -name session.json | wc -l) files"
+echo "left in the spool: $(spooled) files"
+grep -E "WARN|ERROR" "$OUT/ferrocast.log" | head -5 || true
 echo "== summaries ($OUT)"
 grep -h SUMMARY "$OUT"/live-only.log "$OUT"/recording.log

@@ -882,6 +882,10 @@ pub(crate) async fn recover_session(svc: &RecordingService, dir: &Path) {
         if enqueued.contains(&rel) {
             continue;
         }
+        // Queued just before the crash, before the sidecar said so.
+        if svc.uploader().is_some_and(|u| u.is_queued(&path)) {
+            continue;
+        }
         let mtime = file_mtime_ms(&path);
         match recover_file(&path) {
             Ok(Some(r)) if r.duration_ms >= svc.inner.config.min_duration_ms => {
@@ -929,7 +933,7 @@ async fn recover_hls(svc: &RecordingService, session: &Session, sub: &str) -> us
         })
         .collect();
     let present = std::fs::read_dir(&dir).map(|d| d.flatten().count()).unwrap_or(0);
-    if enqueued.contains(&playlist_rel) || present == 0 {
+    if enqueued.contains(&playlist_rel) || present == 0 || svc.uploader().is_some_and(|u| u.is_queued(&playlist_path)) {
         return present;
     }
     // The segment being written at the crash is on disk but not in the playlist yet.
@@ -958,7 +962,7 @@ async fn recover_hls(svc: &RecordingService, session: &Session, sub: &str) -> us
     let id = format!("{}/{sub}", session.id());
     for seg in &segments {
         let rel = format!("{sub}/{}", seg.file_name);
-        if enqueued.contains(&rel) || !seg.path.exists() {
+        if enqueued.contains(&rel) || !seg.path.exists() || svc.uploader().is_some_and(|u| u.is_queued(&seg.path)) {
             continue;
         }
         let job = UploadJob {

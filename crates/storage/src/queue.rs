@@ -234,6 +234,12 @@ impl Uploader {
         Ok(())
     }
 
+    /// Whether a queued or in-flight job uploads `local` (crash recovery uses it so that a file queued just
+    /// before a crash is not queued twice).
+    pub fn is_queued(&self, local: &Path) -> bool {
+        self.handle.shared.state.lock().jobs.values().any(|e| e.record.job.local_path == local)
+    }
+
     /// Jobs queued or in flight.
     pub fn pending(&self) -> usize {
         self.handle.shared.state.lock().jobs.len()
