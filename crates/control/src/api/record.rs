@@ -55,25 +55,6 @@ pub(super) fn invalid_value(message: impl Into<String>) -> ApiError {
     ApiError::new("InvalidParameterValue", message)
 }
 
-/// An optional boolean: JSON `true`/`false`, `1`/`0`, or their text (form-encoded calls).
-pub(super) fn bool_opt(p: &Params, name: &str) -> Result<Option<bool>, ApiError> {
-    match p.str_opt(name) {
-        Ok(None) => Ok(None),
-        Ok(Some(s)) => match s.trim().to_ascii_lowercase().as_str() {
-            "true" | "1" => Ok(Some(true)),
-            "false" | "0" | "" => Ok(Some(false)),
-            _ => Err(invalid(format!("The parameter `{name}` must be a boolean."))),
-        },
-        // JSON booleans are not strings.
-        Err(_) => match p.int_opt(name)? {
-            Some(0) => Ok(Some(false)),
-            Some(1) => Ok(Some(true)),
-            Some(_) => Err(invalid(format!("The parameter `{name}` must be a boolean."))),
-            None => Ok(None),
-        },
-    }
-}
-
 /// An optional integer in `lo..=hi`; `label` names it in the error (e.g. `FlvParam.RecordInterval`).
 pub(super) fn int_range(p: &Params, name: &str, label: &str, lo: i64, hi: i64) -> Result<Option<i64>, ApiError> {
     match p.int_opt(name)? {
@@ -221,11 +202,11 @@ fn apply(p: &Params, t: &mut RecordTemplate, create: bool) -> Result<(), ApiErro
         }
     }
     if let Some(sub) = p.object_opt("FlvSpecialParam")?
-        && let Some(v) = bool_opt(&sub, "UploadInRecording")?
+        && let Some(v) = sub.bool_opt("UploadInRecording")?
     {
         t.flv_upload_in_recording = v;
     }
-    if let Some(v) = bool_opt(p, "RemoveWatermark")? {
+    if let Some(v) = p.bool_opt("RemoveWatermark")? {
         t.remove_watermark = v;
     }
     if create {

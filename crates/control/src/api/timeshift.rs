@@ -23,19 +23,6 @@ fn invalid(message: impl Into<String>) -> ApiError {
     ApiError::new("InvalidParameter", message)
 }
 
-fn bool_opt(p: &Params, name: &str) -> Result<Option<bool>, ApiError> {
-    match p.str_opt(name) {
-        Ok(None) => Ok(None),
-        Ok(Some(s)) => match s.trim().to_ascii_lowercase().as_str() {
-            "true" | "1" => Ok(Some(true)),
-            "false" | "0" | "" => Ok(Some(false)),
-            _ => Err(invalid(format!("The parameter `{name}` must be a boolean."))),
-        },
-        // JSON booleans are not strings.
-        Err(_) => p.int_opt(name).map(|v| v.map(|v| v != 0)),
-    }
-}
-
 /// Applies the params present in `p` to `t`.
 fn apply(p: &Params, t: &mut TimeShiftTemplate) -> Result<(), ApiError> {
     if let Some(name) = p.str_opt("TemplateName")? {
@@ -73,7 +60,7 @@ fn apply(p: &Params, t: &mut TimeShiftTemplate) -> Result<(), ApiError> {
     if let Some(a) = p.str_opt("Area")? {
         t.area = a;
     }
-    if let Some(w) = bool_opt(p, "RemoveWatermark")? {
+    if let Some(w) = p.bool_opt("RemoveWatermark")? {
         t.remove_watermark = w;
     }
     if let Some(ids) = p.int_list_opt("TranscodeTemplateIds")? {
