@@ -411,16 +411,20 @@ impl Store {
         Ok(r.rows_affected() > 0)
     }
 
-    /// The most specific rule matching a stream.
-    pub(crate) async fn rule_for_in(
+    /// The most specific rule matching a stream, with its template; `None` if no rule matches or its template
+    /// is gone.
+    pub(crate) async fn rule_for_in<T: TemplateRow>(
         &self,
         t: TemplateTables,
         domain: &str,
         app: &str,
         stream: &str,
-    ) -> Result<Option<RecordRule>, StoreError> {
+    ) -> Result<Option<(RecordRule, T)>, StoreError> {
         let rules = self.rules_in(t, Some(domain)).await?;
-        Ok(best_rule(&rules, domain, app, stream).cloned())
+        let Some(rule) = best_rule(&rules, domain, app, stream) else {
+            return Ok(None);
+        };
+        Ok(self.template_by_id(t, rule.template_id).await?.map(|template| (rule.clone(), template)))
     }
 
     /// Stores a new task.
@@ -592,10 +596,7 @@ impl Store {
         app: &str,
         stream: &str,
     ) -> Result<Option<(RecordRule, RecordTemplate)>, StoreError> {
-        let Some(rule) = self.rule_for_in(RECORD.templates, domain, app, stream).await? else {
-            return Ok(None);
-        };
-        Ok(self.record_template(rule.template_id).await?.map(|t| (rule, t)))
+        self.rule_for_in(RECORD.templates, domain, app, stream).await
     }
 
     /// Stores a new task.

@@ -168,10 +168,7 @@ impl Store {
         app: &str,
         stream: &str,
     ) -> Result<Option<(SnapshotRule, SnapshotTemplate)>, StoreError> {
-        let Some(rule) = self.rule_for_in(SNAPSHOT.templates, domain, app, stream).await? else {
-            return Ok(None);
-        };
-        Ok(self.snapshot_template(rule.template_id).await?.map(|t| (rule, t)))
+        self.rule_for_in(SNAPSHOT.templates, domain, app, stream).await
     }
 
     /// Stores a new task.

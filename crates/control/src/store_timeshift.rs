@@ -260,10 +260,7 @@ impl Store {
         app: &str,
         stream: &str,
     ) -> Result<Option<TimeShiftTemplate>, StoreError> {
-        match self.rule_for_in(TABLES, domain, app, stream).await? {
-            Some(rule) => self.timeshift_template(rule.template_id).await,
-            None => Ok(None),
-        }
+        Ok(self.rule_for_in(TABLES, domain, app, stream).await?.map(|(_, template)| template))
     }
 
     /// Records a new session.
