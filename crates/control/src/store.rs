@@ -180,7 +180,74 @@ pub(crate) struct TemplateTables {
     pub rules: &'static str,
 }
 
+/// A query on the `Any` driver, as the template helpers pass it to [`TemplateRow::bind_fields`].
+pub(crate) type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
+
+/// A template row of a [`TemplateTables`] feature: which columns it has and how they map, so that the create,
+/// update, get and list SQL is written once for every feature.
+pub(crate) trait TemplateRow: Sized {
+    /// The columns written on create and update, in the order of [`TemplateRow::bind_fields`] (all but `id`,
+    /// `created_at` and `updated_at`).
+    const FIELDS: &'static [&'static str];
+    /// Binds the values of [`TemplateRow::FIELDS`], in order.
+    fn bind_fields<'q>(&'q self, q: AnyQuery<'q>) -> Result<AnyQuery<'q>, StoreError>;
+    /// A template from a row holding `id` and [`TemplateRow::FIELDS`].
+    fn from_row(row: &AnyRow) -> Result<Self, sqlx::Error>;
+}
+
+/// `$from, $from+1, ...`: `n` placeholders.
+fn placeholders(from: usize, n: usize) -> String {
+    (from..from + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+}
+
 impl Store {
+    /// Inserts a template (with `created_at` = `updated_at` = now) and returns its new id.
+    pub(crate) async fn insert_template<T: TemplateRow>(&self, t: TemplateTables, row: &T) -> Result<i64, StoreError> {
+        let n = T::FIELDS.len();
+        let sql = format!(
+            "INSERT INTO {} ({}, created_at, updated_at) VALUES ({}) RETURNING id",
+            t.templates,
+            T::FIELDS.join(", "),
+            placeholders(1, n + 2)
+        );
+        let now = unix_now();
+        let inserted = row.bind_fields(sqlx::query(&sql))?.bind(now).bind(now).fetch_one(&self.pool).await?;
+        Ok(inserted.try_get("id")?)
+    }
+
+    /// Overwrites every field of template `id` (and its `updated_at`). Returns whether it exists.
+    pub(crate) async fn update_template<T: TemplateRow>(
+        &self,
+        t: TemplateTables,
+        id: i64,
+        row: &T,
+    ) -> Result<bool, StoreError> {
+        let n = T::FIELDS.len();
+        let sets: Vec<String> = T::FIELDS.iter().enumerate().map(|(i, c)| format!("{c} = ${}", i + 1)).collect();
+        let sql =
+            format!("UPDATE {} SET {}, updated_at = ${} WHERE id = ${}", t.templates, sets.join(", "), n + 1, n + 2);
+        let r = row.bind_fields(sqlx::query(&sql))?.bind(unix_now()).bind(id).execute(&self.pool).await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    /// Template `id`, if it exists.
+    pub(crate) async fn template_by_id<T: TemplateRow>(
+        &self,
+        t: TemplateTables,
+        id: i64,
+    ) -> Result<Option<T>, StoreError> {
+        let sql = format!("SELECT id, {} FROM {} WHERE id = $1", T::FIELDS.join(", "), t.templates);
+        let row = sqlx::query(&sql).bind(id).fetch_optional(&self.pool).await?;
+        Ok(row.as_ref().map(T::from_row).transpose()?)
+    }
+
+    /// Every template, by id.
+    pub(crate) async fn all_templates<T: TemplateRow>(&self, t: TemplateTables) -> Result<Vec<T>, StoreError> {
+        let sql = format!("SELECT id, {} FROM {} ORDER BY id", T::FIELDS.join(", "), t.templates);
+        let rows = sqlx::query(&sql).fetch_all(&self.pool).await?;
+        Ok(rows.iter().map(T::from_row).collect::<Result<_, _>>()?)
+    }
+
     /// How many templates exist.
     pub(crate) async fn template_count(&self, t: TemplateTables) -> Result<i64, StoreError> {
         let row = sqlx::query(&format!("SELECT COUNT(*) AS n FROM {}", t.templates)).fetch_one(&self.pool).await?;

@@ -1,5 +1,6 @@
 //! Store functions for recording: record templates, record rules and record tasks (CreateRecordTask), plus the
-//! rule and task plumbing the screenshot feature ([`crate::store_snapshot`]) shares. Portable SQL through
+//! rule and task plumbing the screenshot feature ([`crate::store_snapshot`]) shares (and the rule listing,
+//! lookup and deletion time shifting ([`crate::store_timeshift`]) shares). Portable SQL through
 //! `sqlx::Any`, like [`crate::store`].
 //!
 //! Rule precedence (most specific wins, docs 000 "Enabling Recording for All Live Streams"): an exact
@@ -14,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::store::{Store, StoreError, TemplateTables, random_hex, unix_now};
+use crate::store::{AnyQuery, Store, StoreError, TemplateRow, TemplateTables, random_hex};
 
 /// `RecordInterval` when the request leaves it out (seconds).
 pub const DEFAULT_RECORD_INTERVAL_S: i64 = 1800;
@@ -110,7 +111,7 @@ impl RecordTemplate {
     }
 }
 
-/// A record rule (`RuleInfo`).
+/// A record rule (`RuleInfo`); also the row of a snapshot or time-shift rule.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RecordRule {
     /// Push domain.
@@ -127,7 +128,8 @@ pub struct RecordRule {
     pub updated_at: i64,
 }
 
-/// A record task (`RecordTask`): record the stream during [start_time, end_time).
+/// A record task (`RecordTask`): record the stream during [start_time, end_time); also the row of a screenshot
+/// task (`ScreenshotTask`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RecordTask {
     /// `TaskId`.
@@ -140,9 +142,9 @@ pub struct RecordTask {
     pub stream: String,
     /// UNIX seconds, inclusive.
     pub start_time: i64,
-    /// UNIX seconds, exclusive. StopRecordTask moves it to the time of the call.
+    /// UNIX seconds, exclusive. StopRecordTask (StopScreenshotTask) moves it to the time of the call.
     pub end_time: i64,
-    /// The template; 0 = [`RecordTemplate::task_default`].
+    /// The template; for a record task 0 = [`RecordTemplate::task_default`].
     pub template_id: i64,
     /// 0 a pushed stream, 1 a mix output.
     pub stream_type: i64,
@@ -150,7 +152,7 @@ pub struct RecordTask {
     pub extension: String,
     /// UNIX seconds.
     pub created_at: i64,
-    /// `Stopped`: when StopRecordTask was called, 0 if never.
+    /// `Stopped`: when StopRecordTask (StopScreenshotTask) was called, 0 if never.
     pub stopped_at: i64,
 }
 
@@ -223,9 +225,6 @@ pub struct TaskQuery {
 const RULE_COLUMNS: &str = "domain, app, stream, template_id, created_at, updated_at";
 const TASK_COLUMNS: &str =
     "id, domain, app, stream, start_time, end_time, template_id, stream_type, extension, stopped_at, created_at";
-const TEMPLATE_COLUMNS: &str = "id, name, description, flv_param, hls_param, mp4_param, aac_param, mp3_param, \
-     hls_resume_timeout_s, is_delay_live, cos_store, remove_watermark, upload_in_recording";
-
 pub(crate) const RECORD: FeatureTables = FeatureTables {
     templates: TemplateTables { templates: "record_templates", rules: "record_rules" },
     tasks: "record_tasks",
@@ -267,22 +266,72 @@ fn format_json(p: &RecordFormatParam) -> Result<String, StoreError> {
     serde_json::to_string(p).map_err(|e| StoreError::Db(sqlx::Error::Encode(Box::new(e))))
 }
 
-fn template_from_row(row: &AnyRow) -> Result<RecordTemplate, sqlx::Error> {
-    Ok(RecordTemplate {
-        id: row.try_get("id")?,
-        name: row.try_get("name")?,
-        description: row.try_get("description")?,
-        flv: format_param(row, "flv_param")?,
-        hls: format_param(row, "hls_param")?,
-        mp4: format_param(row, "mp4_param")?,
-        aac: format_param(row, "aac_param")?,
-        mp3: format_param(row, "mp3_param")?,
-        hls_resume_timeout_s: row.try_get("hls_resume_timeout_s")?,
-        is_delay_live: row.try_get("is_delay_live")?,
-        cos_store: row.try_get("cos_store")?,
-        remove_watermark: row.try_get::<i64, _>("remove_watermark")? != 0,
-        flv_upload_in_recording: row.try_get::<i64, _>("upload_in_recording")? != 0,
-    })
+impl TemplateRow for RecordTemplate {
+    const FIELDS: &'static [&'static str] = &[
+        "name",
+        "description",
+        "flv_param",
+        "hls_param",
+        "mp4_param",
+        "aac_param",
+        "mp3_param",
+        "hls_resume_timeout_s",
+        "is_delay_live",
+        "cos_store",
+        "remove_watermark",
+        "upload_in_recording",
+    ];
+
+    fn bind_fields<'q>(&'q self, q: AnyQuery<'q>) -> Result<AnyQuery<'q>, StoreError> {
+        Ok(q.bind(&self.name)
+            .bind(&self.description)
+            .bind(format_json(&self.flv)?)
+            .bind(format_json(&self.hls)?)
+            .bind(format_json(&self.mp4)?)
+            .bind(format_json(&self.aac)?)
+            .bind(format_json(&self.mp3)?)
+            .bind(self.hls_resume_timeout_s)
+            .bind(self.is_delay_live)
+            .bind(self.cos_store)
+            .bind(i64::from(self.remove_watermark))
+            .bind(i64::from(self.flv_upload_in_recording)))
+    }
+
+    fn from_row(row: &AnyRow) -> Result<RecordTemplate, sqlx::Error> {
+        Ok(RecordTemplate {
+            id: row.try_get("id")?,
+            name: row.try_get("name")?,
+            description: row.try_get("description")?,
+            flv: format_param(row, "flv_param")?,
+            hls: format_param(row, "hls_param")?,
+            mp4: format_param(row, "mp4_param")?,
+            aac: format_param(row, "aac_param")?,
+            mp3: format_param(row, "mp3_param")?,
+            hls_resume_timeout_s: row.try_get("hls_resume_timeout_s")?,
+            is_delay_live: row.try_get("is_delay_live")?,
+            cos_store: row.try_get("cos_store")?,
+            remove_watermark: row.try_get::<i64, _>("remove_watermark")? != 0,
+            flv_upload_in_recording: row.try_get::<i64, _>("upload_in_recording")? != 0,
+        })
+    }
+}
+
+/// Inserts one rule row as given (its app and stream already in their stored form).
+pub(crate) async fn insert_rule_row(
+    conn: &mut sqlx::AnyConnection,
+    rules: &str,
+    rule: &RecordRule,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(&format!("INSERT INTO {rules} ({RULE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"))
+        .bind(&rule.domain)
+        .bind(&rule.app)
+        .bind(&rule.stream)
+        .bind(rule.template_id)
+        .bind(rule.created_at)
+        .bind(rule.updated_at)
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 /// The most specific rule of `rules` matching the stream (see the module docs).
@@ -295,23 +344,23 @@ pub(crate) fn best_rule<'a>(rules: &'a [RecordRule], domain: &str, app: &str, st
         .map(|x| x.1)
 }
 
-/// Rule and task plumbing shared by recording and screenshots.
+/// Rule and task plumbing shared by recording and screenshots (the rule part also by time shifting).
 impl Store {
     /// Creates the rule of (domain, app, stream) unless one exists or the table holds `max_rules` already.
     pub(crate) async fn insert_rule(
         &self,
-        t: FeatureTables,
+        t: TemplateTables,
         rule: &RecordRule,
         max_rules: Option<i64>,
     ) -> Result<RuleInsert, StoreError> {
-        let (app, stream) = (rule_part(&rule.app), rule_part(&rule.stream));
-        let rules = t.templates.rules;
+        let rule = RecordRule { app: rule_part(&rule.app), stream: rule_part(&rule.stream), ..rule.clone() };
+        let rules = t.rules;
         let mut tx = self.pool().begin().await?;
         let old =
             sqlx::query(&format!("SELECT template_id FROM {rules} WHERE domain = $1 AND app = $2 AND stream = $3"))
                 .bind(&rule.domain)
-                .bind(&app)
-                .bind(&stream)
+                .bind(&rule.app)
+                .bind(&rule.stream)
                 .fetch_optional(&mut *tx)
                 .await?;
         if old.is_some() {
@@ -323,24 +372,20 @@ impl Store {
                 return Ok(RuleInsert::LimitReached);
             }
         }
-        sqlx::query(&format!("INSERT INTO {rules} ({RULE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"))
-            .bind(&rule.domain)
-            .bind(&app)
-            .bind(&stream)
-            .bind(rule.template_id)
-            .bind(rule.created_at)
-            .bind(rule.updated_at)
-            .execute(&mut *tx)
-            .await?;
+        insert_rule_row(&mut tx, rules, &rule).await?;
         tx.commit().await?;
         Ok(RuleInsert::Created)
     }
 
     /// Every rule of a feature, by (domain, app, stream); only those of `domain` when it is given.
-    pub(crate) async fn rules_in(&self, t: FeatureTables, domain: Option<&str>) -> Result<Vec<RecordRule>, StoreError> {
+    pub(crate) async fn rules_in(
+        &self,
+        t: TemplateTables,
+        domain: Option<&str>,
+    ) -> Result<Vec<RecordRule>, StoreError> {
         let rows = sqlx::query(&format!(
             "SELECT {RULE_COLUMNS} FROM {} WHERE ($1 = '' OR domain = $1) ORDER BY domain, app, stream",
-            t.templates.rules
+            t.rules
         ))
         .bind(domain.map(str::to_ascii_lowercase).unwrap_or_default())
         .fetch_all(self.pool())
@@ -348,34 +393,38 @@ impl Store {
         Ok(rows.iter().map(rule_from_row).collect::<Result<_, _>>()?)
     }
 
-    /// Deletes the rule of (domain, app, stream). Returns whether it existed.
+    /// Deletes the rule of (domain, app, stream), app and stream in their stored form. Returns whether it
+    /// existed.
     pub(crate) async fn delete_rule_in(
         &self,
-        t: FeatureTables,
+        t: TemplateTables,
         domain: &str,
         app: &str,
         stream: &str,
     ) -> Result<bool, StoreError> {
-        let r =
-            sqlx::query(&format!("DELETE FROM {} WHERE domain = $1 AND app = $2 AND stream = $3", t.templates.rules))
-                .bind(domain)
-                .bind(rule_part(app))
-                .bind(rule_part(stream))
-                .execute(self.pool())
-                .await?;
+        let r = sqlx::query(&format!("DELETE FROM {} WHERE domain = $1 AND app = $2 AND stream = $3", t.rules))
+            .bind(domain)
+            .bind(app)
+            .bind(stream)
+            .execute(self.pool())
+            .await?;
         Ok(r.rows_affected() > 0)
     }
 
-    /// The most specific rule matching a stream.
-    pub(crate) async fn rule_for_in(
+    /// The most specific rule matching a stream, with its template; `None` if no rule matches or its template
+    /// is gone.
+    pub(crate) async fn rule_for_in<T: TemplateRow>(
         &self,
-        t: FeatureTables,
+        t: TemplateTables,
         domain: &str,
         app: &str,
         stream: &str,
-    ) -> Result<Option<RecordRule>, StoreError> {
+    ) -> Result<Option<(RecordRule, T)>, StoreError> {
         let rules = self.rules_in(t, Some(domain)).await?;
-        Ok(best_rule(&rules, domain, app, stream).cloned())
+        let Some(rule) = best_rule(&rules, domain, app, stream) else {
+            return Ok(None);
+        };
+        Ok(self.template_by_id(t, rule.template_id).await?.map(|template| (rule.clone(), template)))
     }
 
     /// Stores a new task.
@@ -495,72 +544,22 @@ impl Store {
 
     /// Inserts a template (its `id` is ignored) and returns the new id.
     pub async fn create_record_template(&self, t: &RecordTemplate) -> Result<i64, StoreError> {
-        let now = unix_now();
-        let row = sqlx::query(
-            "INSERT INTO record_templates (name, description, flv_param, hls_param, mp4_param, aac_param, mp3_param, \
-             hls_resume_timeout_s, is_delay_live, cos_store, remove_watermark, upload_in_recording, created_at, \
-             updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING id",
-        )
-        .bind(&t.name)
-        .bind(&t.description)
-        .bind(format_json(&t.flv)?)
-        .bind(format_json(&t.hls)?)
-        .bind(format_json(&t.mp4)?)
-        .bind(format_json(&t.aac)?)
-        .bind(format_json(&t.mp3)?)
-        .bind(t.hls_resume_timeout_s)
-        .bind(t.is_delay_live)
-        .bind(t.cos_store)
-        .bind(i64::from(t.remove_watermark))
-        .bind(i64::from(t.flv_upload_in_recording))
-        .bind(now)
-        .bind(now)
-        .fetch_one(self.pool())
-        .await?;
-        Ok(row.try_get("id")?)
+        self.insert_template(RECORD.templates, t).await
     }
 
     /// Overwrites every field of template `t.id`. Returns whether it exists.
     pub async fn update_record_template(&self, t: &RecordTemplate) -> Result<bool, StoreError> {
-        let r = sqlx::query(
-            "UPDATE record_templates SET name = $1, description = $2, flv_param = $3, hls_param = $4, \
-             mp4_param = $5, aac_param = $6, mp3_param = $7, hls_resume_timeout_s = $8, is_delay_live = $9, \
-             cos_store = $10, remove_watermark = $11, upload_in_recording = $12, updated_at = $13 WHERE id = $14",
-        )
-        .bind(&t.name)
-        .bind(&t.description)
-        .bind(format_json(&t.flv)?)
-        .bind(format_json(&t.hls)?)
-        .bind(format_json(&t.mp4)?)
-        .bind(format_json(&t.aac)?)
-        .bind(format_json(&t.mp3)?)
-        .bind(t.hls_resume_timeout_s)
-        .bind(t.is_delay_live)
-        .bind(t.cos_store)
-        .bind(i64::from(t.remove_watermark))
-        .bind(i64::from(t.flv_upload_in_recording))
-        .bind(unix_now())
-        .bind(t.id)
-        .execute(self.pool())
-        .await?;
-        Ok(r.rows_affected() > 0)
+        self.update_template(RECORD.templates, t.id, t).await
     }
 
     /// One template.
     pub async fn record_template(&self, id: i64) -> Result<Option<RecordTemplate>, StoreError> {
-        let row = sqlx::query(&format!("SELECT {TEMPLATE_COLUMNS} FROM record_templates WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(self.pool())
-            .await?;
-        Ok(row.as_ref().map(template_from_row).transpose()?)
+        self.template_by_id(RECORD.templates, id).await
     }
 
     /// Every template, by id.
     pub async fn record_templates(&self) -> Result<Vec<RecordTemplate>, StoreError> {
-        let rows = sqlx::query(&format!("SELECT {TEMPLATE_COLUMNS} FROM record_templates ORDER BY id"))
-            .fetch_all(self.pool())
-            .await?;
-        Ok(rows.iter().map(template_from_row).collect::<Result<_, _>>()?)
+        self.all_templates(RECORD.templates).await
     }
 
     /// Deletes a template. Returns whether it existed.
@@ -577,17 +576,17 @@ impl Store {
     /// Creates a rule (`created_at`/`updated_at` as given; empty or `*` app/stream = every one) unless one of that
     /// (domain, app, stream) exists or `max_rules` exist already.
     pub async fn create_record_rule(&self, rule: &RecordRule, max_rules: i64) -> Result<RuleInsert, StoreError> {
-        self.insert_rule(RECORD, rule, Some(max_rules)).await
+        self.insert_rule(RECORD.templates, rule, Some(max_rules)).await
     }
 
     /// Every rule, by (domain, app, stream).
     pub async fn record_rules(&self) -> Result<Vec<RecordRule>, StoreError> {
-        self.rules_in(RECORD, None).await
+        self.rules_in(RECORD.templates, None).await
     }
 
     /// Deletes the rule of (domain, app, stream). Returns whether it existed.
     pub async fn delete_record_rule(&self, domain: &str, app: &str, stream: &str) -> Result<bool, StoreError> {
-        self.delete_rule_in(RECORD, domain, app, stream).await
+        self.delete_rule_in(RECORD.templates, domain, &rule_part(app), &rule_part(stream)).await
     }
 
     /// The highest-priority rule matching the stream, with its template.
@@ -597,10 +596,7 @@ impl Store {
         app: &str,
         stream: &str,
     ) -> Result<Option<(RecordRule, RecordTemplate)>, StoreError> {
-        let Some(rule) = self.rule_for_in(RECORD, domain, app, stream).await? else {
-            return Ok(None);
-        };
-        Ok(self.record_template(rule.template_id).await?.map(|t| (rule, t)))
+        self.rule_for_in(RECORD.templates, domain, app, stream).await
     }
 
     /// Stores a new task.

@@ -5,8 +5,8 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::store::{Store, StoreError, TemplateTables, unix_now};
-use crate::store_record::{FeatureTables, RecordRule, RecordTask, RuleInsert, TaskQuery};
+use crate::store::{AnyQuery, Store, StoreError, TemplateRow, TemplateTables};
+use crate::store_record::{FeatureTables, RecordRule, RecordTask, RuleInsert, TaskQuery, rule_part};
 
 /// `SnapshotInterval` when the request leaves it out (seconds).
 pub const DEFAULT_SNAPSHOT_INTERVAL_S: i64 = 10;
@@ -45,122 +45,63 @@ pub struct SnapshotTemplate {
     pub file_name: String,
 }
 
-/// A snapshot rule (`RuleInfo`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SnapshotRule {
-    /// Push domain.
-    pub domain: String,
-    /// App name, `""` for every app.
-    pub app: String,
-    /// Stream name, `""` for every stream.
-    pub stream: String,
-    /// The bound template.
-    pub template_id: i64,
-    /// UNIX seconds.
-    pub created_at: i64,
-    /// UNIX seconds.
-    pub updated_at: i64,
-}
+/// A snapshot rule (`RuleInfo`): the same row as a record rule (`""` = every app or stream).
+pub type SnapshotRule = RecordRule;
 
-impl From<RecordRule> for SnapshotRule {
-    fn from(r: RecordRule) -> SnapshotRule {
-        SnapshotRule {
-            domain: r.domain,
-            app: r.app,
-            stream: r.stream,
-            template_id: r.template_id,
-            created_at: r.created_at,
-            updated_at: r.updated_at,
-        }
-    }
-}
-
-/// A screenshot task (`ScreenshotTask`): take screenshots of the stream during [start_time, end_time).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ScreenshotTask {
-    /// `TaskId`.
-    pub id: String,
-    /// Push domain.
-    pub domain: String,
-    /// App name.
-    pub app: String,
-    /// Stream name.
-    pub stream: String,
-    /// UNIX seconds, inclusive.
-    pub start_time: i64,
-    /// UNIX seconds, exclusive. StopScreenshotTask moves it to the time of the call.
-    pub end_time: i64,
-    /// The template.
-    pub template_id: i64,
-    /// 0 a pushed stream, 1 a mix output.
-    pub stream_type: i64,
-    /// `Extension`, verbatim.
-    pub extension: String,
-    /// UNIX seconds.
-    pub created_at: i64,
-    /// `Stopped`: when StopScreenshotTask was called, 0 if never.
-    pub stopped_at: i64,
-}
-
-impl From<RecordTask> for ScreenshotTask {
-    fn from(t: RecordTask) -> ScreenshotTask {
-        ScreenshotTask {
-            id: t.id,
-            domain: t.domain,
-            app: t.app,
-            stream: t.stream,
-            start_time: t.start_time,
-            end_time: t.end_time,
-            template_id: t.template_id,
-            stream_type: t.stream_type,
-            extension: t.extension,
-            created_at: t.created_at,
-            stopped_at: t.stopped_at,
-        }
-    }
-}
-
-impl From<&ScreenshotTask> for RecordTask {
-    fn from(t: &ScreenshotTask) -> RecordTask {
-        RecordTask {
-            id: t.id.clone(),
-            domain: t.domain.clone(),
-            app: t.app.clone(),
-            stream: t.stream.clone(),
-            start_time: t.start_time,
-            end_time: t.end_time,
-            template_id: t.template_id,
-            stream_type: t.stream_type,
-            extension: t.extension.clone(),
-            created_at: t.created_at,
-            stopped_at: t.stopped_at,
-        }
-    }
-}
-
-const TEMPLATE_COLUMNS: &str =
-    "id, name, description, interval_s, width, height, porn_flag, cos_app_id, bucket, region, prefix, file_name";
+/// A screenshot task (`ScreenshotTask`): take screenshots of the stream during [start_time, end_time). The same
+/// row as a record task; its template must exist (there is no default).
+pub type ScreenshotTask = RecordTask;
 
 pub(crate) const SNAPSHOT: FeatureTables = FeatureTables {
     templates: TemplateTables { templates: "snapshot_templates", rules: "snapshot_rules" },
     tasks: "screenshot_tasks",
 };
 
-fn template_from_row(row: &AnyRow) -> Result<SnapshotTemplate, sqlx::Error> {
-    Ok(SnapshotTemplate {
-        id: row.try_get("id")?,
-        name: row.try_get("name")?,
-        description: row.try_get("description")?,
-        interval_s: row.try_get("interval_s")?,
-        width: row.try_get("width")?,
-        height: row.try_get("height")?,
-        porn_flag: row.try_get("porn_flag")?,
-        cos_app_id: row.try_get("cos_app_id")?,
-        bucket: row.try_get("bucket")?,
-        region: row.try_get("region")?,
-        prefix: row.try_get("prefix")?,
-        file_name: row.try_get("file_name")?,
-    })
+impl TemplateRow for SnapshotTemplate {
+    const FIELDS: &'static [&'static str] = &[
+        "name",
+        "description",
+        "interval_s",
+        "width",
+        "height",
+        "porn_flag",
+        "cos_app_id",
+        "bucket",
+        "region",
+        "prefix",
+        "file_name",
+    ];
+
+    fn bind_fields<'q>(&'q self, q: AnyQuery<'q>) -> Result<AnyQuery<'q>, StoreError> {
+        Ok(q.bind(&self.name)
+            .bind(&self.description)
+            .bind(self.interval_s)
+            .bind(self.width)
+            .bind(self.height)
+            .bind(self.porn_flag)
+            .bind(self.cos_app_id)
+            .bind(&self.bucket)
+            .bind(&self.region)
+            .bind(&self.prefix)
+            .bind(&self.file_name))
+    }
+
+    fn from_row(row: &AnyRow) -> Result<SnapshotTemplate, sqlx::Error> {
+        Ok(SnapshotTemplate {
+            id: row.try_get("id")?,
+            name: row.try_get("name")?,
+            description: row.try_get("description")?,
+            interval_s: row.try_get("interval_s")?,
+            width: row.try_get("width")?,
+            height: row.try_get("height")?,
+            porn_flag: row.try_get("porn_flag")?,
+            cos_app_id: row.try_get("cos_app_id")?,
+            bucket: row.try_get("bucket")?,
+            region: row.try_get("region")?,
+            prefix: row.try_get("prefix")?,
+            file_name: row.try_get("file_name")?,
+        })
+    }
 }
 
 impl Store {
@@ -171,70 +112,22 @@ impl Store {
 
     /// Inserts a template (its `id` is ignored) and returns the new id.
     pub async fn create_snapshot_template(&self, t: &SnapshotTemplate) -> Result<i64, StoreError> {
-        let now = unix_now();
-        let row = sqlx::query(
-            "INSERT INTO snapshot_templates (name, description, interval_s, width, height, porn_flag, cos_app_id, \
-             bucket, region, prefix, file_name, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
-        )
-        .bind(&t.name)
-        .bind(&t.description)
-        .bind(t.interval_s)
-        .bind(t.width)
-        .bind(t.height)
-        .bind(t.porn_flag)
-        .bind(t.cos_app_id)
-        .bind(&t.bucket)
-        .bind(&t.region)
-        .bind(&t.prefix)
-        .bind(&t.file_name)
-        .bind(now)
-        .bind(now)
-        .fetch_one(self.pool())
-        .await?;
-        Ok(row.try_get("id")?)
+        self.insert_template(SNAPSHOT.templates, t).await
     }
 
     /// Overwrites every field of template `t.id`. Returns whether it exists.
     pub async fn update_snapshot_template(&self, t: &SnapshotTemplate) -> Result<bool, StoreError> {
-        let r = sqlx::query(
-            "UPDATE snapshot_templates SET name = $1, description = $2, interval_s = $3, width = $4, height = $5, \
-             porn_flag = $6, cos_app_id = $7, bucket = $8, region = $9, prefix = $10, file_name = $11, \
-             updated_at = $12 WHERE id = $13",
-        )
-        .bind(&t.name)
-        .bind(&t.description)
-        .bind(t.interval_s)
-        .bind(t.width)
-        .bind(t.height)
-        .bind(t.porn_flag)
-        .bind(t.cos_app_id)
-        .bind(&t.bucket)
-        .bind(&t.region)
-        .bind(&t.prefix)
-        .bind(&t.file_name)
-        .bind(unix_now())
-        .bind(t.id)
-        .execute(self.pool())
-        .await?;
-        Ok(r.rows_affected() > 0)
+        self.update_template(SNAPSHOT.templates, t.id, t).await
     }
 
     /// One template.
     pub async fn snapshot_template(&self, id: i64) -> Result<Option<SnapshotTemplate>, StoreError> {
-        let row = sqlx::query(&format!("SELECT {TEMPLATE_COLUMNS} FROM snapshot_templates WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(self.pool())
-            .await?;
-        Ok(row.as_ref().map(template_from_row).transpose()?)
+        self.template_by_id(SNAPSHOT.templates, id).await
     }
 
     /// Every template, by id.
     pub async fn snapshot_templates(&self) -> Result<Vec<SnapshotTemplate>, StoreError> {
-        let rows = sqlx::query(&format!("SELECT {TEMPLATE_COLUMNS} FROM snapshot_templates ORDER BY id"))
-            .fetch_all(self.pool())
-            .await?;
-        Ok(rows.iter().map(template_from_row).collect::<Result<_, _>>()?)
+        self.all_templates(SNAPSHOT.templates).await
     }
 
     /// Deletes a template. Returns whether it existed.
@@ -255,25 +148,17 @@ impl Store {
         rule: &SnapshotRule,
         max_rules: Option<i64>,
     ) -> Result<RuleInsert, StoreError> {
-        let r = RecordRule {
-            domain: rule.domain.clone(),
-            app: rule.app.clone(),
-            stream: rule.stream.clone(),
-            template_id: rule.template_id,
-            created_at: rule.created_at,
-            updated_at: rule.updated_at,
-        };
-        self.insert_rule(SNAPSHOT, &r, max_rules).await
+        self.insert_rule(SNAPSHOT.templates, rule, max_rules).await
     }
 
     /// Every rule, by (domain, app, stream).
     pub async fn snapshot_rules(&self) -> Result<Vec<SnapshotRule>, StoreError> {
-        Ok(self.rules_in(SNAPSHOT, None).await?.into_iter().map(SnapshotRule::from).collect())
+        self.rules_in(SNAPSHOT.templates, None).await
     }
 
     /// Deletes the rule of (domain, app, stream). Returns whether it existed.
     pub async fn delete_snapshot_rule(&self, domain: &str, app: &str, stream: &str) -> Result<bool, StoreError> {
-        self.delete_rule_in(SNAPSHOT, domain, app, stream).await
+        self.delete_rule_in(SNAPSHOT.templates, domain, &rule_part(app), &rule_part(stream)).await
     }
 
     /// The highest-priority rule matching the stream, with its template.
@@ -283,26 +168,23 @@ impl Store {
         app: &str,
         stream: &str,
     ) -> Result<Option<(SnapshotRule, SnapshotTemplate)>, StoreError> {
-        let Some(rule) = self.rule_for_in(SNAPSHOT, domain, app, stream).await? else {
-            return Ok(None);
-        };
-        Ok(self.snapshot_template(rule.template_id).await?.map(|t| (rule.into(), t)))
+        self.rule_for_in(SNAPSHOT.templates, domain, app, stream).await
     }
 
     /// Stores a new task.
     pub async fn create_screenshot_task(&self, task: &ScreenshotTask) -> Result<(), StoreError> {
-        self.insert_task(SNAPSHOT, &task.into()).await
+        self.insert_task(SNAPSHOT, task).await
     }
 
     /// One task.
     pub async fn screenshot_task(&self, id: &str) -> Result<Option<ScreenshotTask>, StoreError> {
-        Ok(self.task_in(SNAPSHOT, id).await?.map(ScreenshotTask::from))
+        self.task_in(SNAPSHOT, id).await
     }
 
     /// Stops a task at `now` (its end moves to `now`, or to its start if it has not started, unless it ended
     /// already; `stopped_at` is set once); `None` if there is no such task.
     pub async fn stop_screenshot_task(&self, id: &str, now: i64) -> Result<Option<ScreenshotTask>, StoreError> {
-        Ok(self.stop_task_in(SNAPSHOT, id, now).await?.map(ScreenshotTask::from))
+        self.stop_task_in(SNAPSHOT, id, now).await
     }
 
     /// Deletes a task. Returns whether it existed.
@@ -312,7 +194,7 @@ impl Store {
 
     /// A page of tasks, by (start_time, id).
     pub async fn screenshot_tasks(&self, q: &TaskQuery) -> Result<Vec<ScreenshotTask>, StoreError> {
-        Ok(self.tasks_page(SNAPSHOT, q).await?.into_iter().map(ScreenshotTask::from).collect())
+        self.tasks_page(SNAPSHOT, q).await
     }
 
     /// Tasks whose window contains `now_s` (start <= now < end), with their templates. A task whose template was
@@ -326,7 +208,7 @@ impl Store {
         let mut out = Vec::with_capacity(tasks.len());
         for task in tasks {
             if let Some(template) = self.snapshot_template(task.template_id).await? {
-                out.push((task.into(), template));
+                out.push((task, template));
             }
         }
         Ok(out)

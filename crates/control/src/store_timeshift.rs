@@ -11,7 +11,8 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::store::{Store, StoreError, TemplateTables, unix_now};
+use crate::store::{AnyQuery, Store, StoreError, TemplateRow, TemplateTables, unix_now};
+use crate::store_record::{RecordRule, insert_rule_row};
 
 /// A time-shift template (`TimeShiftTemplate`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -34,22 +35,8 @@ pub struct TimeShiftTemplate {
     pub transcode_template_ids: String,
 }
 
-/// A time-shift rule (`RuleInfo`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TimeShiftRule {
-    /// Push domain.
-    pub domain: String,
-    /// App name, `*` for every app.
-    pub app: String,
-    /// Stream name, `*` for every stream.
-    pub stream: String,
-    /// The bound template.
-    pub template_id: i64,
-    /// UNIX seconds.
-    pub created_at: i64,
-    /// UNIX seconds.
-    pub updated_at: i64,
-}
+/// A time-shift rule (`RuleInfo`): the same row as a record rule, but a wildcard app or stream is stored as `*`.
+pub type TimeShiftRule = RecordRule;
 
 /// One recording session: one publisher of a stream under a rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,34 +95,36 @@ impl TimeShiftSegment {
     }
 }
 
-const TEMPLATE_COLUMNS: &str =
-    "id, name, description, duration, item_duration, area, remove_watermark, transcode_template_ids";
 const SESSION_COLUMNS: &str = "sid, domain, app, stream, template_id, retention_s, item_duration, start_ms, end_ms";
 const SEGMENT_COLUMNS: &str =
     "sid, seq, domain, app, stream, wall_ms, duration_ms, path, discontinuity, bytes, expires_at_ms";
 
-fn template_from_row(row: &AnyRow) -> Result<TimeShiftTemplate, sqlx::Error> {
-    Ok(TimeShiftTemplate {
-        id: row.try_get("id")?,
-        name: row.try_get("name")?,
-        description: row.try_get("description")?,
-        duration: row.try_get("duration")?,
-        item_duration: row.try_get("item_duration")?,
-        area: row.try_get("area")?,
-        remove_watermark: row.try_get::<i64, _>("remove_watermark")? != 0,
-        transcode_template_ids: row.try_get("transcode_template_ids")?,
-    })
-}
+impl TemplateRow for TimeShiftTemplate {
+    const FIELDS: &'static [&'static str] =
+        &["name", "description", "duration", "item_duration", "area", "remove_watermark", "transcode_template_ids"];
 
-fn rule_from_row(row: &AnyRow) -> Result<TimeShiftRule, sqlx::Error> {
-    Ok(TimeShiftRule {
-        domain: row.try_get("domain")?,
-        app: row.try_get("app")?,
-        stream: row.try_get("stream")?,
-        template_id: row.try_get("template_id")?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-    })
+    fn bind_fields<'q>(&'q self, q: AnyQuery<'q>) -> Result<AnyQuery<'q>, StoreError> {
+        Ok(q.bind(&self.name)
+            .bind(&self.description)
+            .bind(self.duration)
+            .bind(self.item_duration)
+            .bind(&self.area)
+            .bind(i64::from(self.remove_watermark))
+            .bind(&self.transcode_template_ids))
+    }
+
+    fn from_row(row: &AnyRow) -> Result<TimeShiftTemplate, sqlx::Error> {
+        Ok(TimeShiftTemplate {
+            id: row.try_get("id")?,
+            name: row.try_get("name")?,
+            description: row.try_get("description")?,
+            duration: row.try_get("duration")?,
+            item_duration: row.try_get("item_duration")?,
+            area: row.try_get("area")?,
+            remove_watermark: row.try_get::<i64, _>("remove_watermark")? != 0,
+            transcode_template_ids: row.try_get("transcode_template_ids")?,
+        })
+    }
 }
 
 fn session_from_row(row: &AnyRow) -> Result<TimeShiftSession, sqlx::Error> {
@@ -179,17 +168,7 @@ pub fn rule_rank(rule: &TimeShiftRule, domain: &str, app: &str, stream: &str) ->
     if !rule.domain.eq_ignore_ascii_case(domain) {
         return None;
     }
-    let app_rank = match rule.app.as_str() {
-        "*" | "" => 0,
-        a if a == app => 1,
-        _ => return None,
-    };
-    let stream_rank = match rule.stream.as_str() {
-        "*" | "" => 0,
-        s if s == stream => 2,
-        _ => return None,
-    };
-    Some(app_rank + stream_rank)
+    crate::store_record::rule_rank(&rule.app, &rule.stream, app, stream)
 }
 
 const TABLES: TemplateTables = TemplateTables { templates: "timeshift_templates", rules: "timeshift_rules" };
@@ -202,60 +181,22 @@ impl Store {
 
     /// Inserts a template (its `id` is ignored) and returns the new id.
     pub async fn create_timeshift_template(&self, t: &TimeShiftTemplate) -> Result<i64, StoreError> {
-        let now = unix_now();
-        let row = sqlx::query(
-            "INSERT INTO timeshift_templates (name, description, duration, item_duration, area, remove_watermark, \
-             transcode_template_ids, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
-        )
-        .bind(&t.name)
-        .bind(&t.description)
-        .bind(t.duration)
-        .bind(t.item_duration)
-        .bind(&t.area)
-        .bind(i64::from(t.remove_watermark))
-        .bind(&t.transcode_template_ids)
-        .bind(now)
-        .bind(now)
-        .fetch_one(self.pool())
-        .await?;
-        Ok(row.try_get("id")?)
+        self.insert_template(TABLES, t).await
     }
 
     /// Overwrites every field of template `t.id`. Returns whether it exists.
     pub async fn update_timeshift_template(&self, t: &TimeShiftTemplate) -> Result<bool, StoreError> {
-        let r = sqlx::query(
-            "UPDATE timeshift_templates SET name = $1, description = $2, duration = $3, item_duration = $4, \
-             area = $5, remove_watermark = $6, transcode_template_ids = $7, updated_at = $8 WHERE id = $9",
-        )
-        .bind(&t.name)
-        .bind(&t.description)
-        .bind(t.duration)
-        .bind(t.item_duration)
-        .bind(&t.area)
-        .bind(i64::from(t.remove_watermark))
-        .bind(&t.transcode_template_ids)
-        .bind(unix_now())
-        .bind(t.id)
-        .execute(self.pool())
-        .await?;
-        Ok(r.rows_affected() > 0)
+        self.update_template(TABLES, t.id, t).await
     }
 
     /// One template.
     pub async fn timeshift_template(&self, id: i64) -> Result<Option<TimeShiftTemplate>, StoreError> {
-        let row = sqlx::query(&format!("SELECT {TEMPLATE_COLUMNS} FROM timeshift_templates WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(self.pool())
-            .await?;
-        Ok(row.as_ref().map(template_from_row).transpose()?)
+        self.template_by_id(TABLES, id).await
     }
 
     /// Every template, by id.
     pub async fn timeshift_templates(&self) -> Result<Vec<TimeShiftTemplate>, StoreError> {
-        let rows = sqlx::query(&format!("SELECT {TEMPLATE_COLUMNS} FROM timeshift_templates ORDER BY id"))
-            .fetch_all(self.pool())
-            .await?;
-        Ok(rows.iter().map(template_from_row).collect::<Result<_, _>>()?)
+        self.all_templates(TABLES).await
     }
 
     /// Deletes a template. Returns whether it existed.
@@ -295,42 +236,21 @@ impl Store {
             .bind(&stream)
             .execute(&mut *tx)
             .await?;
-        sqlx::query(
-            "INSERT INTO timeshift_rules (domain, app, stream, template_id, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(domain)
-        .bind(&app)
-        .bind(&stream)
-        .bind(template_id)
-        .bind(created)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
+        let rule =
+            RecordRule { domain: domain.to_string(), app, stream, template_id, created_at: created, updated_at: now };
+        insert_rule_row(&mut tx, TABLES.rules, &rule).await?;
         tx.commit().await?;
         Ok(())
     }
 
-    /// Every rule.
+    /// Every rule, by (domain, app, stream).
     pub async fn timeshift_rules(&self) -> Result<Vec<TimeShiftRule>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT domain, app, stream, template_id, created_at, updated_at FROM timeshift_rules \
-             ORDER BY domain, app, stream",
-        )
-        .fetch_all(self.pool())
-        .await?;
-        Ok(rows.iter().map(rule_from_row).collect::<Result<_, _>>()?)
+        self.rules_in(TABLES, None).await
     }
 
     /// Deletes the rule of (domain, app, stream). Returns whether it existed.
     pub async fn delete_timeshift_rule(&self, domain: &str, app: &str, stream: &str) -> Result<bool, StoreError> {
-        let r = sqlx::query("DELETE FROM timeshift_rules WHERE domain = $1 AND app = $2 AND stream = $3")
-            .bind(domain)
-            .bind(rule_part(app))
-            .bind(rule_part(stream))
-            .execute(self.pool())
-            .await?;
-        Ok(r.rows_affected() > 0)
+        self.delete_rule_in(TABLES, domain, &rule_part(app), &rule_part(stream)).await
     }
 
     /// The template of the most specific rule matching a stream (see the module docs for the precedence).
@@ -340,18 +260,7 @@ impl Store {
         app: &str,
         stream: &str,
     ) -> Result<Option<TimeShiftTemplate>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT domain, app, stream, template_id, created_at, updated_at FROM timeshift_rules WHERE domain = $1",
-        )
-        .bind(domain.to_ascii_lowercase())
-        .fetch_all(self.pool())
-        .await?;
-        let rules: Vec<TimeShiftRule> = rows.iter().map(rule_from_row).collect::<Result<_, _>>()?;
-        let best = rules.iter().filter_map(|r| rule_rank(r, domain, app, stream).map(|k| (k, r))).max_by_key(|x| x.0);
-        match best {
-            Some((_, r)) => self.timeshift_template(r.template_id).await,
-            None => Ok(None),
-        }
+        Ok(self.rule_for_in(TABLES, domain, app, stream).await?.map(|(_, template)| template))
     }
 
     /// Records a new session.

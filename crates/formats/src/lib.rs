@@ -2,6 +2,7 @@
 //! parsers can be unit-tested and fuzzed without sockets.
 
 pub mod amf0;
+pub mod av1;
 pub mod dash;
 pub mod flv;
 pub mod fmp4;

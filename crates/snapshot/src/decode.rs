@@ -5,6 +5,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use bytes::Bytes;
+use ferrocast_formats::av1::{BitReader, OBU_SEQUENCE_HEADER, OBU_TEMPORAL_DELIMITER, obus, sequence_header};
 use ferrocast_formats::ts::{avc_param_sets, hevc_param_sets, length_prefixed_nals};
 use ferrocast_media::codec::av1_sequence_header_dimensions;
 use ferrocast_media::{Codec, Frame, MediaType, TrackInfo};
@@ -175,28 +176,22 @@ fn ivf(fourcc: &[u8; 4], track: &TrackInfo, frame: &Frame, data: &[u8]) -> Vec<u
     out
 }
 
-const OBU_SEQUENCE_HEADER: u8 = 1;
-const OBU_TEMPORAL_DELIMITER: u8 = 2;
-
 /// The frame's OBUs as a decodable temporal unit: a temporal delimiter first, and the configuration record's
 /// sequence header when the frame has none (RTMP and WebRTC senders usually leave both out).
 fn av1_temporal_unit(track: &TrackInfo, data: &[u8]) -> Result<Vec<u8>, SnapshotError> {
-    let types = obu_types(data).ok_or_else(|| SnapshotError::BadMedia("av1: malformed OBU sequence".into()))?;
+    let units = obus(data).ok_or_else(|| SnapshotError::BadMedia("av1: malformed OBU sequence".into()))?;
+    let td = units.first().filter(|(t, _)| *t == OBU_TEMPORAL_DELIMITER).map(|(_, o)| *o);
     let mut out = Vec::with_capacity(data.len() + track.config.len() + 2);
-    if types.first() != Some(&OBU_TEMPORAL_DELIMITER) {
+    if td.is_none() {
         out.extend_from_slice(&[OBU_TEMPORAL_DELIMITER << 3 | 0x02, 0]);
     }
-    if !types.contains(&OBU_SEQUENCE_HEADER) {
+    if !units.iter().any(|(t, _)| *t == OBU_SEQUENCE_HEADER) {
         // av1C: 4 fixed bytes, then configOBUs (low-overhead format).
         let config_obus = track.config.get(4..).unwrap_or_default();
-        let has_seq = obu_types(config_obus).is_some_and(|t| t.contains(&OBU_SEQUENCE_HEADER));
-        if !has_seq {
+        if sequence_header(config_obus).is_none() {
             return Err(SnapshotError::BadMedia("av1: no sequence header in the frame or the configuration".into()));
         }
-        let (td, rest) = match types.first() {
-            Some(&OBU_TEMPORAL_DELIMITER) => data.split_at(obu_len(data).unwrap_or(0)),
-            _ => (&[][..], data),
-        };
+        let (td, rest) = data.split_at(td.map_or(0, <[u8]>::len));
         out.extend_from_slice(td);
         out.extend_from_slice(config_obus);
         out.extend_from_slice(rest);
@@ -204,40 +199,6 @@ fn av1_temporal_unit(track: &TrackInfo, data: &[u8]) -> Result<Vec<u8>, Snapshot
     }
     out.extend_from_slice(data);
     Ok(out)
-}
-
-/// The types of the OBUs in a low-overhead sequence; `None` when it is malformed.
-fn obu_types(mut data: &[u8]) -> Option<Vec<u8>> {
-    let mut types = Vec::new();
-    while !data.is_empty() {
-        let len = obu_len(data)?;
-        types.push((data[0] >> 3) & 0x0f);
-        data = &data[len..];
-    }
-    Some(types)
-}
-
-/// The total length (header included) of the OBU at the start of `data`; one without a size field runs to the end.
-fn obu_len(data: &[u8]) -> Option<usize> {
-    let header = *data.first()?;
-    if header & 0x80 != 0 {
-        return None;
-    }
-    let mut pos = 1 + usize::from(header & 0x04 != 0);
-    if header & 0x02 == 0 {
-        return (pos <= data.len()).then_some(data.len());
-    }
-    let mut size = 0u64;
-    for i in 0..8 {
-        let b = *data.get(pos)?;
-        pos += 1;
-        size |= u64::from(b & 0x7f) << (7 * i);
-        if b & 0x80 == 0 {
-            let end = pos.checked_add(usize::try_from(size).ok()?)?;
-            return (end <= data.len()).then_some(end);
-        }
-    }
-    None
 }
 
 /// The picture size of a keyframe: from the track's parsed configuration, or else from the keyframe itself (AV1
@@ -259,35 +220,35 @@ pub fn source_size(track: &TrackInfo, keyframe: &Frame) -> Option<(u32, u32)> {
 
 /// Frame size from a VP9 key frame's uncompressed header (VP9 bitstream spec §6.2).
 fn vp9_keyframe_size(data: &[u8]) -> Option<(u32, u32)> {
-    let mut r = Bits { data, pos: 0 };
-    if r.bits(2)? != 2 {
+    let mut r = BitReader::new(data);
+    if r.read(2)? != 2 {
         return None; // frame_marker
     }
-    let low = r.bits(1)?;
-    let profile = (r.bits(1)? << 1) | low;
+    let low = r.read(1)?;
+    let profile = (r.read(1)? << 1) | low;
     if profile == 3 {
-        r.bits(1)?;
+        r.read(1)?;
     }
-    if r.bits(1)? == 1 || r.bits(1)? != 0 {
+    if r.read(1)? == 1 || r.read(1)? != 0 {
         return None; // show_existing_frame, or not a key frame
     }
-    r.bits(2)?; // show_frame, error_resilient_mode
-    if r.bits(24)? != 0x49_83_42 {
+    r.read(2)?; // show_frame, error_resilient_mode
+    if r.read(24)? != 0x49_83_42 {
         return None;
     }
     if profile >= 2 {
-        r.bits(1)?; // ten_or_twelve_bit
+        r.read(1)?; // ten_or_twelve_bit
     }
-    let color_space = r.bits(3)?;
+    let color_space = r.read(3)?;
     if color_space != 7 {
-        r.bits(1)?; // color_range
+        r.read(1)?; // color_range
         if profile == 1 || profile == 3 {
-            r.bits(3)?; // subsampling_x, subsampling_y, reserved_zero
+            r.read(3)?; // subsampling_x, subsampling_y, reserved_zero
         }
     } else if profile == 1 || profile == 3 {
-        r.bits(1)?;
+        r.read(1)?;
     }
-    Some((r.bits(16)? + 1, r.bits(16)? + 1))
+    Some((r.read(16)? + 1, r.read(16)? + 1))
 }
 
 /// Frame size from a VP8 key frame header (RFC 6386 §9.1).
@@ -298,23 +259,6 @@ fn vp8_keyframe_size(data: &[u8]) -> Option<(u32, u32)> {
     let w = u32::from(u16::from_le_bytes([data[6], data[7]]) & 0x3fff);
     let h = u32::from(u16::from_le_bytes([data[8], data[9]]) & 0x3fff);
     (w > 0 && h > 0).then_some((w, h))
-}
-
-struct Bits<'a> {
-    data: &'a [u8],
-    pos: usize,
-}
-
-impl Bits<'_> {
-    fn bits(&mut self, n: usize) -> Option<u32> {
-        let mut v = 0u32;
-        for _ in 0..n {
-            let byte = *self.data.get(self.pos / 8)?;
-            v = (v << 1) | u32::from((byte >> (7 - self.pos % 8)) & 1);
-            self.pos += 1;
-        }
-        Some(v)
-    }
 }
 
 #[cfg(test)]

@@ -2,95 +2,15 @@
 //! RTP AV1 depacketizer writes OBUs with size fields, its packetizer reads the same).
 
 use bytes::Bytes;
+use ferrocast_formats::av1::{BitReader, obu_payload};
 
-const OBU_SEQUENCE_HEADER: u8 = 1;
-
-/// The OBUs of a low-overhead bitstream as (type, whole OBU); `None` when malformed.
-fn obus(data: &[u8]) -> Option<Vec<(u8, &[u8])>> {
-    let mut out = Vec::new();
-    let mut pos = 0;
-    while pos < data.len() {
-        let start = pos;
-        let header = data[pos];
-        if header & 0x80 != 0 {
-            return None;
-        }
-        pos += 1 + usize::from(header & 0x04 != 0);
-        let end = if header & 0x02 != 0 {
-            let (size, n) = leb128(data.get(pos..)?)?;
-            pos += n;
-            pos.checked_add(usize::try_from(size).ok()?)?
-        } else {
-            data.len()
-        };
-        if end > data.len() || pos > end {
-            return None;
-        }
-        out.push(((header >> 3) & 0x0f, &data[start..end]));
-        pos = end;
-    }
-    Some(out)
-}
-
-fn leb128(data: &[u8]) -> Option<(u64, usize)> {
-    let mut value = 0u64;
-    for (i, b) in data.iter().take(8).enumerate() {
-        value |= u64::from(b & 0x7f) << (7 * i);
-        if b & 0x80 == 0 {
-            return Some((value, i + 1));
-        }
-    }
-    None
-}
-
-/// The payload of an OBU (after its header, extension and size).
-fn payload(obu: &[u8]) -> Option<&[u8]> {
-    let header = *obu.first()?;
-    let mut pos = 1 + usize::from(header & 0x04 != 0);
-    if header & 0x02 != 0 {
-        pos += leb128(obu.get(pos..)?)?.1;
-    }
-    obu.get(pos..)
-}
-
-/// The first sequence header OBU of a temporal unit, if it has one.
-pub fn sequence_header(data: &[u8]) -> Option<&[u8]> {
-    obus(data)?.into_iter().find(|(t, _)| *t == OBU_SEQUENCE_HEADER).map(|(_, o)| o)
-}
-
-struct Bits<'a> {
-    data: &'a [u8],
-    pos: usize,
-}
-
-impl Bits<'_> {
-    fn read(&mut self, n: u32) -> Option<u32> {
-        let mut v = 0u32;
-        for _ in 0..n {
-            let byte = *self.data.get(self.pos / 8)?;
-            v = (v << 1) | u32::from((byte >> (7 - self.pos % 8)) & 1);
-            self.pos += 1;
-        }
-        Some(v)
-    }
-
-    fn uvlc(&mut self) -> Option<u32> {
-        let mut zeros = 0;
-        while self.read(1)? == 0 {
-            zeros += 1;
-            if zeros >= 32 {
-                return None;
-            }
-        }
-        Some(self.read(zeros)? + ((1u32 << zeros) - 1))
-    }
-}
+pub use ferrocast_formats::av1::sequence_header;
 
 /// An AV1CodecConfigurationRecord (`av1C`) for a sequence header OBU: profile, level and tier of operating point
 /// 0 from the header; 8-bit 4:2:0 is written as the colour format (WebRTC's AV1 is profile 0 8-bit; decoders read
 /// the real one from the sequence header, which is the record's configOBUs).
 pub fn build_av1_config(seq_obu: &[u8]) -> Option<Bytes> {
-    let mut r = Bits { data: payload(seq_obu)?, pos: 0 };
+    let mut r = BitReader::new(obu_payload(seq_obu)?);
     let profile = r.read(3)?;
     r.read(1)?; // still_picture
     let reduced = r.read(1)? == 1;
@@ -166,8 +86,6 @@ mod tests {
 
     #[test]
     fn malformed_input_does_not_panic() {
-        assert!(obus(&[0x80]).is_none());
-        assert!(obus(&[0x0a, 0x05, 1]).is_none(), "size past the end");
         assert!(sequence_header(&[0x0a, 0xff, 0xff]).is_none());
         assert!(build_av1_config(&[0x0a, 0x00]).is_none());
         assert_eq!(with_sequence_header(&[1, 2], true, &[0x81]), vec![1, 2]);

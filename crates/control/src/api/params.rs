@@ -134,6 +134,26 @@ impl Params {
         }
     }
 
+    /// An optional boolean: JSON `true`/`false`, or the text of `true`/`1`, `false`/`0`/`""` (form-encoded calls;
+    /// JSON numbers arrive here as their text too).
+    pub fn bool_opt(&self, name: &str) -> Result<Option<bool>, ApiError> {
+        match self.str_opt(name) {
+            Ok(None) => Ok(None),
+            Ok(Some(s)) => match s.trim().to_ascii_lowercase().as_str() {
+                "true" | "1" => Ok(Some(true)),
+                "false" | "0" | "" => Ok(Some(false)),
+                _ => Err(invalid_type(name, "a boolean")),
+            },
+            // JSON booleans are not strings.
+            Err(_) => match self.int_opt(name)? {
+                Some(0) => Ok(Some(false)),
+                Some(1) => Ok(Some(true)),
+                Some(_) => Err(invalid_type(name, "a boolean")),
+                None => Ok(None),
+            },
+        }
+    }
+
     /// A required integer.
     pub fn int_req(&self, name: &str) -> Result<i64, ApiError> {
         self.int_opt(name)?.ok_or_else(|| ApiError::missing(name))
@@ -163,6 +183,22 @@ mod tests {
         assert_eq!(p.0.get("L"), Some(&serde_json::json!(["a", "b"])));
         assert_eq!(p.0.get("O"), Some(&serde_json::json!({"K": "v"})));
         assert_eq!(p.int_req("N").expect("int"), 10);
+    }
+
+    #[test]
+    fn booleans_from_json_and_text() {
+        let p = Params::from_json(br#"{"a": true, "b": 0, "c": "False", "d": "", "e": "yes", "f": 2, "g": [1]}"#)
+            .expect("json");
+        assert_eq!(p.bool_opt("a").expect("a"), Some(true));
+        assert_eq!(p.bool_opt("b").expect("b"), Some(false));
+        assert_eq!(p.bool_opt("c").expect("c"), Some(false));
+        assert_eq!(p.bool_opt("d").expect("d"), Some(false));
+        assert_eq!(p.bool_opt("missing").expect("missing"), None);
+        for bad in ["e", "f", "g"] {
+            assert_eq!(p.bool_opt(bad).expect_err(bad).code, "InvalidParameter", "{bad}");
+        }
+        let form = Params::from_pairs(pairs(&[("RemoveWatermark", "1")]));
+        assert_eq!(form.bool_opt("RemoveWatermark").expect("form"), Some(true));
     }
 
     #[test]

@@ -55,25 +55,6 @@ pub(super) fn invalid_value(message: impl Into<String>) -> ApiError {
     ApiError::new("InvalidParameterValue", message)
 }
 
-/// An optional boolean: JSON `true`/`false`, `1`/`0`, or their text (form-encoded calls).
-pub(super) fn bool_opt(p: &Params, name: &str) -> Result<Option<bool>, ApiError> {
-    match p.str_opt(name) {
-        Ok(None) => Ok(None),
-        Ok(Some(s)) => match s.trim().to_ascii_lowercase().as_str() {
-            "true" | "1" => Ok(Some(true)),
-            "false" | "0" | "" => Ok(Some(false)),
-            _ => Err(invalid(format!("The parameter `{name}` must be a boolean."))),
-        },
-        // JSON booleans are not strings.
-        Err(_) => match p.int_opt(name)? {
-            Some(0) => Ok(Some(false)),
-            Some(1) => Ok(Some(true)),
-            Some(_) => Err(invalid(format!("The parameter `{name}` must be a boolean."))),
-            None => Ok(None),
-        },
-    }
-}
-
 /// An optional integer in `lo..=hi`; `label` names it in the error (e.g. `FlvParam.RecordInterval`).
 pub(super) fn int_range(p: &Params, name: &str, label: &str, lo: i64, hi: i64) -> Result<Option<i64>, ApiError> {
     match p.int_opt(name)? {
@@ -221,11 +202,11 @@ fn apply(p: &Params, t: &mut RecordTemplate, create: bool) -> Result<(), ApiErro
         }
     }
     if let Some(sub) = p.object_opt("FlvSpecialParam")?
-        && let Some(v) = bool_opt(&sub, "UploadInRecording")?
+        && let Some(v) = sub.bool_opt("UploadInRecording")?
     {
         t.flv_upload_in_recording = v;
     }
-    if let Some(v) = bool_opt(p, "RemoveWatermark")? {
+    if let Some(v) = p.bool_opt("RemoveWatermark")? {
         t.remove_watermark = v;
     }
     if create {
@@ -386,57 +367,80 @@ pub(super) fn rule_inserted(r: RuleInsert, max: i64) -> Out {
     }
 }
 
-/// One `RuleInfo`.
-pub(super) fn rule_info(domain: &str, app: &str, stream: &str, template_id: i64, created: i64, updated: i64) -> Value {
+/// One `RuleInfo` (record, snapshot and time-shift rules alike).
+fn rule_info(r: &RecordRule) -> Value {
     json!({
-        "CreateTime": datetime(created, BEIJING),
-        "UpdateTime": datetime(updated, BEIJING),
-        "TemplateId": template_id,
-        "DomainName": domain,
-        "AppName": app,
-        "StreamName": stream,
+        "CreateTime": datetime(r.created_at, BEIJING),
+        "UpdateTime": datetime(r.updated_at, BEIJING),
+        "TemplateId": r.template_id,
+        "DomainName": r.domain,
+        "AppName": r.app,
+        "StreamName": r.stream,
     })
 }
 
-pub(super) fn rule_not_found() -> ApiError {
-    ApiError::new("FailedOperation.NotFound", "No rule of this DomainName, AppName and StreamName exists.")
+/// The answer of a `Describe*Rules` action.
+pub(super) fn rules_answer(rules: &[RecordRule]) -> Out {
+    object(json!({ "Rules": rules.iter().map(rule_info).collect::<Vec<Value>>() }))
+}
+
+/// The answer of a `Delete*Rule` action whose store call returned `existed`.
+pub(super) fn rule_deleted(existed: bool) -> Out {
+    if !existed {
+        return Err(ApiError::new(
+            "FailedOperation.NotFound",
+            "No rule of this DomainName, AppName and StreamName exists.",
+        ));
+    }
+    Ok(Map::new())
+}
+
+/// The (DomainName, AppName, StreamName) of a `Delete*Rule` request (the domain need not be a push domain any
+/// more).
+pub(super) fn rule_key(p: &Params) -> Result<(String, String, String), ApiError> {
+    Ok((domain_param(p, "DomainName")?, rule_name(p, "AppName")?, rule_name(p, "StreamName")?))
+}
+
+/// The new rule of a `Create*Rule` request: its target, then its `TemplateId`, which must exist (`exists` looks
+/// it up; `kind` names the template kind in the error).
+pub(super) async fn new_rule<F, Fut>(
+    state: &ApiState,
+    p: &Params,
+    kind: &str,
+    exists: F,
+) -> Result<RecordRule, ApiError>
+where
+    F: FnOnce(i64) -> Fut,
+    Fut: Future<Output = Result<bool, ApiError>>,
+{
+    let (domain, app, stream) = rule_target(state, p)?;
+    let template_id = p.int_req("TemplateId")?;
+    if !exists(template_id).await? {
+        return Err(ApiError::new(
+            "InvalidParameter.ConfNotFound",
+            format!("The {kind} template {template_id} does not exist."),
+        ));
+    }
+    let now = unix_now();
+    Ok(RecordRule { domain, app, stream, template_id, created_at: now, updated_at: now })
 }
 
 /// `CreateLiveRecordRule`: one rule per (DomainName, AppName, StreamName); at most 50.
 pub async fn create_rule(state: &ApiState, p: &Params) -> Out {
-    let (domain, app, stream) = rule_target(state, p)?;
-    let id = p.int_req("TemplateId")?;
-    if state.store.record_template(id).await?.is_none() {
-        return Err(ApiError::new(
-            "InvalidParameter.ConfNotFound",
-            format!("The record template {id} does not exist."),
-        ));
-    }
-    let now = unix_now();
-    let rule = RecordRule { domain, app, stream, template_id: id, created_at: now, updated_at: now };
+    let exists = |id| async move { Ok(state.store.record_template(id).await?.is_some()) };
+    let rule = new_rule(state, p, "record", exists).await?;
     rule_inserted(state.store.create_record_rule(&rule, MAX_RULES).await?, MAX_RULES)
 }
 
 /// `DescribeLiveRecordRules`.
 pub async fn describe_rules(state: &ApiState, _p: &Params) -> Out {
-    let rules: Vec<Value> = state
-        .store
-        .record_rules()
-        .await?
-        .iter()
-        .map(|r| rule_info(&r.domain, &r.app, &r.stream, r.template_id, r.created_at, r.updated_at))
-        .collect();
-    object(json!({ "Rules": rules }))
+    rules_answer(&state.store.record_rules().await?)
 }
 
 /// `DeleteLiveRecordRule`: (DomainName, AppName, StreamName) must match the rule exactly (`""` = wildcard).
 pub async fn delete_rule(state: &ApiState, p: &Params) -> Out {
-    let domain = domain_param(p, "DomainName")?;
-    let (app, stream) = (rule_name(p, "AppName")?, rule_name(p, "StreamName")?);
-    if !state.store.delete_record_rule(&domain, &app, &stream).await? {
-        return Err(rule_not_found());
-    }
-    Ok(Map::new())
+    let (domain, app, stream) = rule_key(p)?;
+    rule_deleted(state.store.delete_record_rule(&domain, &app, &stream).await?)
 }
 
 /// The validated params of CreateRecordTask / CreateScreenshotTask (everything but the template).
@@ -502,8 +506,12 @@ pub(super) fn task_id(p: &Params) -> Result<String, ApiError> {
     Ok(id)
 }
 
-pub(super) fn task_not_found(id: &str) -> ApiError {
-    ApiError::new("InvalidParameter.TaskNotExist", format!("The task {id} does not exist."))
+/// The answer of a `Stop*Task` or `Delete*Task` action on task `id`, which the store `found` or not.
+pub(super) fn task_done(found: bool, id: &str) -> Out {
+    if !found {
+        return Err(ApiError::new("InvalidParameter.TaskNotExist", format!("The task {id} does not exist.")));
+    }
+    Ok(Map::new())
 }
 
 /// The filter of DescribeRecordTask / DescribeScreenshotTask: the task's whole window must lie in
@@ -592,19 +600,13 @@ pub async fn create_task(state: &ApiState, p: &Params) -> Out {
 /// `Stopped` records when.
 pub async fn stop_task(state: &ApiState, p: &Params) -> Out {
     let id = task_id(p)?;
-    match state.store.stop_record_task(&id, unix_now()).await? {
-        Some(_) => Ok(Map::new()),
-        None => Err(task_not_found(&id)),
-    }
+    task_done(state.store.stop_record_task(&id, unix_now()).await?.is_some(), &id)
 }
 
 /// `DeleteRecordTask`.
 pub async fn delete_task(state: &ApiState, p: &Params) -> Out {
     let id = task_id(p)?;
-    if !state.store.delete_record_task(&id).await? {
-        return Err(task_not_found(&id));
-    }
-    Ok(Map::new())
+    task_done(state.store.delete_record_task(&id).await?, &id)
 }
 
 /// `DescribeRecordTask`: up to 100 tasks per call by start time; `ScrollToken` continues.

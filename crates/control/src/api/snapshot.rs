@@ -12,15 +12,13 @@
 use serde_json::{Map, Value, json};
 
 use super::record::{
-    description, domain_param, in_use, int_range, invalid_value, rule_info, rule_inserted, rule_name, rule_not_found,
-    rule_target, task_from_params, task_id, task_not_found, task_page, task_query, template_name, text_opt,
+    description, in_use, int_range, invalid_value, new_rule, rule_deleted, rule_inserted, rule_key, rules_answer,
+    task_done, task_from_params, task_id, task_page, task_query, template_name, text_opt,
 };
 use super::{ApiError, ApiState, Out, Params, object};
 use crate::store::unix_now;
-use crate::store_record::RecordTask;
 use crate::store_snapshot::{
-    DEFAULT_COS_FILE_NAME, DEFAULT_COS_PREFIX, DEFAULT_SNAPSHOT_INTERVAL_S, ScreenshotTask, SnapshotRule,
-    SnapshotTemplate,
+    DEFAULT_COS_FILE_NAME, DEFAULT_COS_PREFIX, DEFAULT_SNAPSHOT_INTERVAL_S, ScreenshotTask, SnapshotTemplate,
 };
 
 /// Most snapshot templates per account.
@@ -157,39 +155,20 @@ pub async fn delete_template(state: &ApiState, p: &Params) -> Out {
 
 /// `CreateLiveSnapshotRule`: one rule per (DomainName, AppName, StreamName).
 pub async fn create_rule(state: &ApiState, p: &Params) -> Out {
-    let (domain, app, stream) = rule_target(state, p)?;
-    let id = p.int_req("TemplateId")?;
-    if state.store.snapshot_template(id).await?.is_none() {
-        return Err(ApiError::new(
-            "InvalidParameter.ConfNotFound",
-            format!("The snapshot template {id} does not exist."),
-        ));
-    }
-    let now = unix_now();
-    let rule = SnapshotRule { domain, app, stream, template_id: id, created_at: now, updated_at: now };
+    let exists = |id| async move { Ok(state.store.snapshot_template(id).await?.is_some()) };
+    let rule = new_rule(state, p, "snapshot", exists).await?;
     rule_inserted(state.store.create_snapshot_rule(&rule, None).await?, i64::MAX)
 }
 
 /// `DescribeLiveSnapshotRules`.
 pub async fn describe_rules(state: &ApiState, _p: &Params) -> Out {
-    let rules: Vec<Value> = state
-        .store
-        .snapshot_rules()
-        .await?
-        .iter()
-        .map(|r| rule_info(&r.domain, &r.app, &r.stream, r.template_id, r.created_at, r.updated_at))
-        .collect();
-    object(json!({ "Rules": rules }))
+    rules_answer(&state.store.snapshot_rules().await?)
 }
 
 /// `DeleteLiveSnapshotRule`: (DomainName, AppName, StreamName) must match the rule exactly (`""` = wildcard).
 pub async fn delete_rule(state: &ApiState, p: &Params) -> Out {
-    let domain = domain_param(p, "DomainName")?;
-    let (app, stream) = (rule_name(p, "AppName")?, rule_name(p, "StreamName")?);
-    if !state.store.delete_snapshot_rule(&domain, &app, &stream).await? {
-        return Err(rule_not_found());
-    }
-    Ok(Map::new())
+    let (domain, app, stream) = rule_key(p)?;
+    rule_deleted(state.store.delete_snapshot_rule(&domain, &app, &stream).await?)
 }
 
 /// `CreateScreenshotTask`.
@@ -202,7 +181,7 @@ pub async fn create_task(state: &ApiState, p: &Params) -> Out {
             format!("The snapshot template {template_id} does not exist."),
         ));
     }
-    let task = ScreenshotTask::from(RecordTask { template_id, ..task_from_params(state, p, now)? });
+    let task = ScreenshotTask { template_id, ..task_from_params(state, p, now)? };
     state.store.create_screenshot_task(&task).await?;
     object(json!({ "TaskId": task.id }))
 }
@@ -210,26 +189,19 @@ pub async fn create_task(state: &ApiState, p: &Params) -> Out {
 /// `StopScreenshotTask`: the task ends now; `Stopped` records when.
 pub async fn stop_task(state: &ApiState, p: &Params) -> Out {
     let id = task_id(p)?;
-    match state.store.stop_screenshot_task(&id, unix_now()).await? {
-        Some(_) => Ok(Map::new()),
-        None => Err(task_not_found(&id)),
-    }
+    task_done(state.store.stop_screenshot_task(&id, unix_now()).await?.is_some(), &id)
 }
 
 /// `DeleteScreenshotTask`.
 pub async fn delete_task(state: &ApiState, p: &Params) -> Out {
     let id = task_id(p)?;
-    if !state.store.delete_screenshot_task(&id).await? {
-        return Err(task_not_found(&id));
-    }
-    Ok(Map::new())
+    task_done(state.store.delete_screenshot_task(&id).await?, &id)
 }
 
 /// `DescribeScreenshotTask`: up to 100 tasks per call by start time; `ScrollToken` continues.
 pub async fn describe_tasks(state: &ApiState, p: &Params) -> Out {
     let q = task_query(p, unix_now())?;
-    let tasks = state.store.screenshot_tasks(&q).await?;
-    task_page(tasks.iter().map(RecordTask::from).collect())
+    task_page(state.store.screenshot_tasks(&q).await?)
 }
 
 #[cfg(test)]

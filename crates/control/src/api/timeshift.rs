@@ -6,11 +6,10 @@
 
 use serde_json::{Map, Value, json};
 
-use super::sign::datetime;
+use super::record::{domain_param, rules_answer};
 use super::{ApiError, ApiState, Out, Params, object};
 use crate::store_timeshift::{TimeShiftTemplate, rule_part};
 
-const BEIJING: i64 = 8 * 3600;
 /// Most templates per account.
 const MAX_TEMPLATES: i64 = 50;
 /// Longest retention (30 days).
@@ -22,19 +21,6 @@ fn not_found(id: i64) -> ApiError {
 
 fn invalid(message: impl Into<String>) -> ApiError {
     ApiError::new("InvalidParameter", message)
-}
-
-fn bool_opt(p: &Params, name: &str) -> Result<Option<bool>, ApiError> {
-    match p.str_opt(name) {
-        Ok(None) => Ok(None),
-        Ok(Some(s)) => match s.trim().to_ascii_lowercase().as_str() {
-            "true" | "1" => Ok(Some(true)),
-            "false" | "0" | "" => Ok(Some(false)),
-            _ => Err(invalid(format!("The parameter `{name}` must be a boolean."))),
-        },
-        // JSON booleans are not strings.
-        Err(_) => p.int_opt(name).map(|v| v.map(|v| v != 0)),
-    }
 }
 
 /// Applies the params present in `p` to `t`.
@@ -74,7 +60,7 @@ fn apply(p: &Params, t: &mut TimeShiftTemplate) -> Result<(), ApiError> {
     if let Some(a) = p.str_opt("Area")? {
         t.area = a;
     }
-    if let Some(w) = bool_opt(p, "RemoveWatermark")? {
+    if let Some(w) = p.bool_opt("RemoveWatermark")? {
         t.remove_watermark = w;
     }
     if let Some(ids) = p.int_list_opt("TranscodeTemplateIds")? {
@@ -148,16 +134,6 @@ pub async fn delete_template(state: &ApiState, p: &Params) -> Out {
     Ok(Map::new())
 }
 
-fn domain_param(p: &Params, name: &str) -> Result<String, ApiError> {
-    let d = p.str_req(name)?.trim().to_ascii_lowercase();
-    let label_ok =
-        |l: &str| !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
-    if d.is_empty() || d.len() > 253 || !d.split('.').all(label_ok) {
-        return Err(ApiError::new("InvalidParameter.DomainFormatError", format!("`{d}` is not a valid domain name.")));
-    }
-    Ok(d)
-}
-
 /// `CreateLiveTimeShiftRule` (an upsert on (DomainName, AppName, StreamName); empty or `*` = every one).
 pub async fn create_rule(state: &ApiState, p: &Params) -> Out {
     let domain = domain_param(p, "DomainName")?;
@@ -173,23 +149,7 @@ pub async fn create_rule(state: &ApiState, p: &Params) -> Out {
 
 /// `DescribeLiveTimeShiftRules`.
 pub async fn describe_rules(state: &ApiState, _p: &Params) -> Out {
-    let rules: Vec<Value> = state
-        .store
-        .timeshift_rules()
-        .await?
-        .iter()
-        .map(|r| {
-            json!({
-                "CreateTime": datetime(r.created_at, BEIJING),
-                "UpdateTime": datetime(r.updated_at, BEIJING),
-                "TemplateId": r.template_id,
-                "DomainName": r.domain,
-                "AppName": r.app,
-                "StreamName": r.stream,
-            })
-        })
-        .collect();
-    object(json!({ "Rules": rules }))
+    rules_answer(&state.store.timeshift_rules().await?)
 }
 
 /// `DeleteLiveTimeShiftRule`.
