@@ -295,10 +295,7 @@ impl Storage {
             });
         };
         let path = object_path(t, &full)?;
-        let mut attributes = Attributes::new();
-        if !content_type.is_empty() {
-            attributes.insert(Attribute::ContentType, content_type.to_string().into());
-        }
+        let attributes = content_type_attributes(content_type);
         let opts = PutMultipartOptions { attributes, ..PutMultipartOptions::default() };
         let upload = store.put_multipart_opts(&path, opts).await.map_err(|e| t.remote_error(&e))?;
         let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
@@ -332,18 +329,7 @@ impl Storage {
             }
         }
         .await;
-        match streamed {
-            Ok(total) => {
-                writer.finish().await.map_err(|e| t.remote_error(&e))?;
-                Ok(total)
-            }
-            Err(e) => {
-                if let Err(abort) = writer.abort().await {
-                    tracing::debug!(target_name = %t.config.name, key = full, error = %t.remote_error(&abort), "multipart abort failed");
-                }
-                Err(e)
-            }
-        }
+        complete_or_abort(writer, streamed, t, &full).await
     }
 
     fn target(&self, name: &str) -> Option<&Target> {
@@ -360,10 +346,7 @@ impl Storage {
     ) -> Result<u64, StorageError> {
         let path = object_path(t, full)?;
         let size = tokio::fs::metadata(local).await.map_err(|e| StorageError::io("stat", local, e))?.len();
-        let mut attributes = Attributes::new();
-        if !content_type.is_empty() {
-            attributes.insert(Attribute::ContentType, content_type.to_string().into());
-        }
+        let attributes = content_type_attributes(content_type);
         if size <= self.inner.multipart_threshold {
             // Bounded by the threshold, which `new` caps.
             let data = tokio::fs::read(local).await.map_err(|e| StorageError::io("read", local, e))?;
@@ -375,18 +358,38 @@ impl Storage {
         let opts = PutMultipartOptions { attributes, ..PutMultipartOptions::default() };
         let upload = store.put_multipart_opts(&path, opts).await.map_err(|e| t.remote_error(&e))?;
         let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
-        match stream_file(&mut writer, local, t).await {
-            Ok(total) => {
-                writer.finish().await.map_err(|e| t.remote_error(&e))?;
-                Ok(total)
+        let streamed = stream_file(&mut writer, local, t).await;
+        complete_or_abort(writer, streamed, t, full).await
+    }
+}
+
+/// The object attributes that carry `content_type` (none when it is empty).
+fn content_type_attributes(content_type: &str) -> Attributes {
+    let mut attributes = Attributes::new();
+    if !content_type.is_empty() {
+        attributes.insert(Attribute::ContentType, content_type.to_string().into());
+    }
+    attributes
+}
+
+/// Completes a multipart upload whose parts were all written, or aborts it after an error.
+async fn complete_or_abort(
+    writer: WriteMultipart,
+    streamed: Result<u64, StorageError>,
+    t: &Target,
+    full: &str,
+) -> Result<u64, StorageError> {
+    match streamed {
+        Ok(total) => {
+            writer.finish().await.map_err(|e| t.remote_error(&e))?;
+            Ok(total)
+        }
+        Err(e) => {
+            // Leaving parts behind costs the user storage; an abort failure changes nothing for the retry.
+            if let Err(abort) = writer.abort().await {
+                tracing::debug!(target_name = %t.config.name, key = full, error = %t.remote_error(&abort), "multipart abort failed");
             }
-            Err(e) => {
-                // Leaving parts behind costs the user storage; an abort failure changes nothing for the retry.
-                if let Err(abort) = writer.abort().await {
-                    tracing::debug!(target_name = %t.config.name, key = full, error = %t.remote_error(&abort), "multipart abort failed");
-                }
-                Err(e)
-            }
+            Err(e)
         }
     }
 }
