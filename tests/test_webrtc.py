@@ -1,6 +1,6 @@
 """WebRTC, black-box: WHEP playback of RTMP streams (H.264 + AAC bridged to Opus) by aiortc, WHIP ingest by
 ffmpeg 9.0.2 (`-f whip`, H.264 + Opus) and aiortc played back over RTMP and HTTP-FLV (Opus bridged to AAC) and
-WHEP, the B-frame refusal, push authentication on WHIP, and the signalling details (CORS, PATCH, DELETE)."""
+WHEP, the B-frame refusal, push authentication on WHIP, and the signalling details (CORS, trickle ICE PATCH, DELETE)."""
 from __future__ import annotations
 
 import hashlib
@@ -41,7 +41,9 @@ def whip_ffmpeg(url: str, seconds: float, token: str | None = None, name: str = 
 def test_whep_plays_an_rtmp_stream_with_opus_audio(server):
     pub = publish(server.rtmp("rtmp2whep"), 20, tune="zerolatency")
     server.wait_media("rtmp2whep")
-    r = webrtc_client.play(server.http("/whep/live/rtmp2whep"), 5)
+    r = webrtc_client.play(server.http("/whep/live/rtmp2whep"), 5, trickle=True)
+    # Trickle ICE (RFC 9725 PATCH): the client's candidates are taken (204), an ICE restart is refused (422).
+    assert (r.trickle, r.restart) == (204, 422), (r.trickle, r.restart)
     assert r.status == 201, r.body
     assert r.location and r.location.startswith("/whep/live/rtmp2whep/"), r.location
     assert r.deleted == 200
@@ -96,7 +98,10 @@ def test_signalling_cors_patch_delete(server):
     assert r.headers["Access-Control-Allow-Origin"] == "*"
     assert "Location" in r.headers["Access-Control-Expose-Headers"]
     r = requests.patch(server.http("/whip/live/x/0123"), data="a=candidate:1", timeout=5)
-    assert r.status_code == 405 and "ICE-lite" in r.text
+    assert r.status_code == 415 and "trickle-ice-sdpfrag" in r.text
+    r = requests.patch(server.http("/whip/live/x/0123"), data="a=end-of-candidates\r\n", timeout=5,
+                       headers={"Content-Type": "application/trickle-ice-sdpfrag"})
+    assert r.status_code == 404
     r = requests.delete(server.http("/whep/live/x/0123"), timeout=5)
     assert r.status_code == 404
     r = requests.post(server.http("/whip"), data="v=0", timeout=5)

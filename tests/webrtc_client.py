@@ -34,6 +34,9 @@ class WhepResult:
     video_times: list[tuple[float, float]] = field(default_factory=list)
     video_samples: list = field(default_factory=list)
     deleted: int | None = None
+    # Trickle ICE PATCH statuses: the client's own candidates, and an ICE restart (another ufrag).
+    trickle: int | None = None
+    restart: int | None = None
 
 
 async def _consume(track, res: WhepResult, kind: str, until: float, keep: int):
@@ -58,7 +61,16 @@ async def _consume(track, res: WhepResult, kind: str, until: float, keep: int):
             res.audio_channels = len(frame.layout.channels)
 
 
-async def whep_play(url: str, seconds: float, token: str | None = None, keep_samples: int = 0) -> WhepResult:
+def _trickle_fragment(sdp: str, ufrag: str | None = None) -> str:
+    """An RFC 8840 SDP fragment with the offer's ICE credentials (or another ufrag) and its candidates."""
+    lines = [l for l in sdp.splitlines() if l.startswith(("a=ice-ufrag:", "a=ice-pwd:", "a=candidate:"))]
+    if ufrag:
+        lines = [f"a=ice-ufrag:{ufrag}" if l.startswith("a=ice-ufrag:") else l for l in lines]
+    return "\r\n".join(dict.fromkeys(lines)) + "\r\na=end-of-candidates\r\n"
+
+
+async def whep_play(url: str, seconds: float, token: str | None = None, keep_samples: int = 0,
+                    trickle: bool = False) -> WhepResult:
     """Plays `url` over WHEP (recvonly H.264 + Opus) for `seconds` after the POST; counts decoded frames."""
     pc = RTCPeerConnection()
     pc.addTransceiver("video", direction="recvonly")
@@ -76,6 +88,15 @@ async def whep_play(url: str, seconds: float, token: str | None = None, keep_sam
             await pc.close()
             return res
         await pc.setRemoteDescription(RTCSessionDescription(sdp=res.body, type="answer"))
+        if trickle and res.location:
+            base = url.split("/whep/")[0]
+            frag = {"Content-Type": "application/trickle-ice-sdpfrag"}
+            async with http.patch(base + res.location, data=_trickle_fragment(pc.localDescription.sdp),
+                                  headers=frag) as p:
+                res.trickle = p.status
+            async with http.patch(base + res.location, data=_trickle_fragment(pc.localDescription.sdp, "RESTART1"),
+                                  headers=frag) as p:
+                res.restart = p.status
         until = time.monotonic() + seconds
         while not tracks or len(tracks) < 2:
             if time.monotonic() > until:

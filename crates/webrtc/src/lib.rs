@@ -86,6 +86,8 @@ pub(crate) enum SessionMsg {
     Datagram { source: SocketAddr, data: Vec<u8>, tcp: bool },
     /// Ask the (WHIP) publisher for a keyframe.
     RequestKeyframe,
+    /// A candidate the client trickled (WHIP/WHEP `PATCH`).
+    RemoteCandidate(str0m::Candidate),
     /// End the session (DELETE, shutdown).
     Stop,
 }
@@ -106,6 +108,8 @@ impl OpusFeed {
 struct SessionEntry {
     tx: mpsc::Sender<SessionMsg>,
     ufrag: String,
+    /// The client's ICE ufrag from its offer: a `PATCH` with another one is an ICE restart.
+    remote_ufrag: String,
     addrs: Vec<SocketAddr>,
 }
 
@@ -282,10 +286,17 @@ impl Inner {
         }
     }
 
-    pub(crate) fn register(&self, id: &str, ufrag: &str, tx: mpsc::Sender<SessionMsg>) {
+    pub(crate) fn register(&self, id: &str, ufrag: &str, remote_ufrag: &str, tx: mpsc::Sender<SessionMsg>) {
         let mut reg = self.registry.lock();
         reg.by_ufrag.insert(ufrag.to_string(), id.to_string());
-        reg.sessions.insert(id.to_string(), SessionEntry { tx, ufrag: ufrag.to_string(), addrs: Vec::new() });
+        let entry =
+            SessionEntry { tx, ufrag: ufrag.to_string(), remote_ufrag: remote_ufrag.to_string(), addrs: Vec::new() };
+        reg.sessions.insert(id.to_string(), entry);
+    }
+
+    /// A session's channel and the client's ICE ufrag.
+    pub(crate) fn session_with_remote_ufrag(&self, id: &str) -> Option<(mpsc::Sender<SessionMsg>, String)> {
+        self.registry.lock().sessions.get(id).map(|s| (s.tx.clone(), s.remote_ufrag.clone()))
     }
 
     pub(crate) fn unregister(&self, id: &str) {

@@ -303,6 +303,7 @@ pub(crate) async fn run_play(mut core: Core, mut play: Play) {
         match wake {
             Wake::Msg(Some(SessionMsg::Datagram { source, data, tcp })) => core.input(source, &data, tcp),
             Wake::Msg(Some(SessionMsg::RequestKeyframe)) => {}
+            Wake::Msg(Some(SessionMsg::RemoteCandidate(c))) => core.rtc.add_remote_candidate(c),
             Wake::Msg(Some(SessionMsg::Stop)) | Wake::Msg(None) => core.stop = Some("stopped by server or client"),
             Wake::Timeout => core.timeout(),
             Wake::Batch(Batch::Ended) => core.stop = Some("stream ended"),
@@ -500,6 +501,7 @@ pub(crate) async fn run_publish(mut core: Core, mut publish: Publish) {
                 core.input(source, &data, tcp)
             }
             Wake::Msg(Some(SessionMsg::RequestKeyframe)) => request_keyframe(&mut core, &mut st),
+            Wake::Msg(Some(SessionMsg::RemoteCandidate(c))) => core.rtc.add_remote_candidate(c),
             Wake::Msg(Some(SessionMsg::Stop)) | Wake::Msg(None) => core.stop = Some("stopped by server or client"),
             Wake::Timeout => core.timeout(),
             Wake::Batch(_) => {

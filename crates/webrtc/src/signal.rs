@@ -6,7 +6,7 @@
 //! | `POST` | `/whip/{app}/{stream}` | the same for a publisher |
 //! | `POST` | `/whip` | OBS form: the stream comes from the Bearer token `webrtc://domain/app/stream?txSecret=..` |
 //! | `DELETE` | `/whip/{app}/{stream}/{session}`, `/whep/...` | ends the session |
-//! | `PATCH` | the session URL | `405`: trickle ICE is not needed by an ICE-lite server |
+//! | `PATCH` | the session URL | trickle ICE (`application/trickle-ice-sdpfrag`, RFC 8840): `204`; an ICE restart (another ufrag): `422` |
 //! | `OPTIONS` | every path | CORS preflight |
 
 use std::net::SocketAddr;
@@ -341,7 +341,7 @@ fn start_play(
     }
     let id = session_id();
     let (tx, rx) = mpsc::channel(512);
-    rtc.inner.register(&id, &ufrag, tx);
+    rtc.inner.register(&id, &ufrag, &ice_ufrag(offer), tx);
     let location = format!("/whep/{}/{}/{id}", t.key.app, t.key.stream);
     tracing::info!(stream = %key, %client, protocol = "webrtc", session = %id, viewer = sub.id(),
         video = ?tracks.video.as_ref().map(|v| v.codec.name()), audio = ?audio_codec.map(|c| c.name()),
@@ -420,7 +420,7 @@ fn start_publish(
     hub.metrics().protocol(Protocol::WebRtc).publishers.fetch_add(1, Ordering::Relaxed);
     let id = session_id();
     let (tx, rx) = mpsc::channel(1024);
-    rtc.inner.register(&id, &ufrag, tx.clone());
+    rtc.inner.register(&id, &ufrag, &ice_ufrag(offer), tx.clone());
     let location = format!("/whip/{}/{}/{id}", t.key.app, t.key.stream);
     tracing::info!(stream = %t.key, %client, protocol = "webrtc", session = %id, "whip publish started");
     let core = Core::new(rtc.inner.clone(), r, rx, id, t.key.clone(), client);
@@ -429,11 +429,44 @@ fn start_publish(
     Ok((location, answer))
 }
 
+/// The first `a=ice-ufrag` of an SDP (offer or fragment); empty when there is none.
+fn ice_ufrag(sdp: &str) -> String {
+    sdp.lines().find_map(|l| l.trim().strip_prefix("a=ice-ufrag:")).unwrap_or_default().trim().to_string()
+}
+
+/// What a trickle ICE `PATCH` body (an SDP fragment, RFC 8840) asks for.
+#[derive(Debug, PartialEq)]
+enum Trickle {
+    /// Candidates to add (possibly none: `a=end-of-candidates` alone).
+    Candidates(Vec<Candidate>),
+    /// Another ufrag than the session's: an ICE restart.
+    Restart,
+}
+
+/// Reads a trickle ICE fragment for a session whose client ufrag is `session_ufrag`.
+fn parse_trickle(body: &str, session_ufrag: &str) -> Result<Trickle, String> {
+    let ufrag = ice_ufrag(body);
+    if !ufrag.is_empty() && !session_ufrag.is_empty() && ufrag != session_ufrag {
+        return Ok(Trickle::Restart);
+    }
+    let mut candidates = Vec::new();
+    for line in body.lines().map(str::trim) {
+        if let Some(c) = line.strip_prefix("a=candidate:") {
+            let c = Candidate::from_sdp_string(&format!("candidate:{c}"))
+                .map_err(|e| format!("bad candidate `{line}`: {e}"))?;
+            candidates.push(c);
+        }
+    }
+    Ok(Trickle::Candidates(candidates))
+}
+
 /// `DELETE`, `PATCH` and `OPTIONS` on a session URL.
 async fn resource(
     State(rtc): State<WebRtc>,
     Path((_app, _stream, session)): Path<(String, String, String)>,
     method: Method,
+    headers: HeaderMap,
+    body: String,
 ) -> Response {
     match method {
         Method::OPTIONS => text(&rtc, StatusCode::NO_CONTENT, String::new()),
@@ -445,17 +478,34 @@ async fn resource(
             None => text(&rtc, StatusCode::NOT_FOUND, "no such session\n".into()),
         },
         Method::PATCH => {
-            let mut r = text(
-                &rtc,
-                StatusCode::METHOD_NOT_ALLOWED,
-                "trickle ICE is not supported: this server is ICE-lite, lists all its candidates in the answer and learns yours from your connectivity checks\n".into(),
-            );
-            r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("DELETE, OPTIONS"));
-            r
+            let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+            if !content_type.to_ascii_lowercase().starts_with("application/trickle-ice-sdpfrag") {
+                let why = format!("PATCH takes application/trickle-ice-sdpfrag (trickle ICE), not `{content_type}`\n");
+                return text(&rtc, StatusCode::UNSUPPORTED_MEDIA_TYPE, why);
+            }
+            let Some((tx, remote_ufrag)) = rtc.inner.session_with_remote_ufrag(&session) else {
+                return text(&rtc, StatusCode::NOT_FOUND, "no such session\n".into());
+            };
+            match parse_trickle(&body, &remote_ufrag) {
+                Ok(Trickle::Candidates(candidates)) => {
+                    // An ICE-lite server does not need them (it learns the client's addresses from its checks),
+                    // but they are given to the ICE agent like any remote candidate.
+                    for c in candidates {
+                        let _ = tx.try_send(crate::SessionMsg::RemoteCandidate(c));
+                    }
+                    text(&rtc, StatusCode::NO_CONTENT, String::new())
+                }
+                Ok(Trickle::Restart) => text(
+                    &rtc,
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "ICE restart is not supported: DELETE this session and POST a new offer\n".into(),
+                ),
+                Err(e) => text(&rtc, StatusCode::BAD_REQUEST, format!("{e}\n")),
+            }
         }
         _ => {
             let mut r = text(&rtc, StatusCode::METHOD_NOT_ALLOWED, "use DELETE to end the session\n".into());
-            r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("DELETE, OPTIONS"));
+            r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("DELETE, PATCH, OPTIONS"));
             r
         }
     }
@@ -464,6 +514,20 @@ async fn resource(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trickle_fragments_are_read() {
+        let frag = "a=ice-ufrag:abcd\r\na=ice-pwd:xyz\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:0\r\n\
+                    a=candidate:1 1 udp 2130706431 192.0.2.1 50000 typ host\r\na=end-of-candidates\r\n";
+        match parse_trickle(frag, "abcd") {
+            Ok(Trickle::Candidates(c)) => assert_eq!(c.len(), 1),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(parse_trickle(frag, "other"), Ok(Trickle::Restart));
+        assert_eq!(parse_trickle("a=end-of-candidates\r\n", "abcd"), Ok(Trickle::Candidates(Vec::new())));
+        assert!(parse_trickle("a=candidate:garbage", "abcd").is_err());
+        assert_eq!(ice_ufrag("v=0\r\na=ice-ufrag:Q1w2\r\n"), "Q1w2");
+    }
 
     #[test]
     fn tokens_are_parsed() {
