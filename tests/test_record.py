@@ -462,6 +462,10 @@ def test_s3_upload_survives_storage_down_then_up(server_factory, receiver, tmp_p
     server.wait_live("s3rec")
     assert pub.wait(30) == 0
     wait_until(lambda: "upload failed" in server.text(), 15, what="failing upload attempts")
+    # After 3 failed attempts of a file, event 341 says so (the live stream was never affected).
+    failures = wait_events(receiver, "/exception", 341, 1, 20, "event 341 for the failing uploads")
+    assert failures[0]["exception"]["type"] == -104 and "upload" in failures[0]["exception"]["desc"], failures
+    assert SECRET not in json.dumps(failures)
     assert not receiver.events("/record", 100)
     moto.start()
     try:
