@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use ferrocast_hub::{EndReason, Hub, HubEvent, StreamKey};
 use md5::{Digest, Md5};
@@ -20,7 +20,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{Notify, broadcast};
 
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, unix_now_ms};
 use crate::store_callbacks::{Attempt, DueOutbox, NewOutbox, OpenPush};
 
 /// Seconds a signature stays valid after the attempt (`t = now + 600`, as in the samples).
@@ -225,13 +225,14 @@ pub fn signed_body(payload: &str, key: &str, now: i64) -> String {
     Value::Object(m).to_string()
 }
 
+/// The `stream_param` of callbacks: the push URL's query parameters, form-encoded again.
+pub fn stream_param(params: &[(String, String)]) -> String {
+    form_urlencoded::Serializer::new(String::new()).extend_pairs(params.iter()).finish()
+}
+
 /// After `attempts` failed attempts: `Some(next due ms)`, or `None` when the row has failed for good.
 pub fn next_attempt(cfg: &CallbackConfig, attempts: i64, now_ms: i64) -> Option<i64> {
     if attempts > cfg.max_retries { None } else { Some(now_ms + cfg.retry_interval.as_millis() as i64) }
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 static SEQUENCE: AtomicU64 = AtomicU64::new(0);
@@ -574,7 +575,7 @@ impl Callbacks {
         if template.stream_begin_url.is_empty() && template.stream_end_url.is_empty() {
             return Ok(());
         }
-        let stream_param = form_urlencoded::Serializer::new(String::new()).extend_pairs(params.iter()).finish();
+        let stream_param = stream_param(params);
         let push = PushInfo {
             key: key.clone(),
             sequence: new_sequence(),
@@ -586,7 +587,7 @@ impl Callbacks {
         let start = PendingStart {
             push,
             event_time: crate::store::unix_now(),
-            started_ms: now_ms(),
+            started_ms: unix_now_ms(),
             deadline: tokio::time::Instant::now() + START_WAIT,
             template,
         };
@@ -657,7 +658,7 @@ impl Callbacks {
         };
         let now = crate::store::unix_now();
         let (code, msg) = end_code(reason);
-        let body = end_payload(&s.payload, now, now_ms() - s.started_ms, code, msg);
+        let body = end_payload(&s.payload, now, unix_now_ms() - s.started_ms, code, msg);
         let row = (!s.end_url.is_empty()).then(|| NewOutbox {
             event_type: 0,
             url: s.end_url.clone(),
@@ -686,7 +687,7 @@ impl Callbacks {
             }
             let idle = match self.deliver_due().await {
                 Ok(()) => match self.store.next_callback_due().await {
-                    Ok(Some(due)) => Duration::from_millis((due - now_ms()).clamp(10, 1000) as u64),
+                    Ok(Some(due)) => Duration::from_millis((due - unix_now_ms()).clamp(10, 1000) as u64),
                     Ok(None) => Duration::from_secs(1),
                     Err(_) => Duration::from_secs(1),
                 },
@@ -700,7 +701,7 @@ impl Callbacks {
     }
 
     async fn deliver_due(&self) -> Result<(), StoreError> {
-        let now = now_ms();
+        let now = unix_now_ms();
         // The lease outlasts one attempt, so no other node takes the row while this one is still trying.
         let lease_until = now + self.config.timeout.as_millis() as i64 + LEASE_MARGIN_MS;
         let due = self.store.claim_due_callbacks(now, lease_until, 32).await?;
@@ -719,10 +720,10 @@ impl Callbacks {
     }
 
     async fn attempt(&self, row: DueOutbox) -> Result<(), StoreError> {
-        let started = now_ms();
+        let started = unix_now_ms();
         let body = signed_body(&row.payload, &row.callback_key, started / 1000);
         let result = post_json(&row.url, &body, self.config.timeout, &self.config.tls).await;
-        let finished = now_ms();
+        let finished = unix_now_ms();
         let attempt_no = row.attempts + 1;
         let (http_status, response_body, result_code, error) = match result {
             Ok((200, b)) => (Some(200), b, 0, None),

@@ -4,7 +4,7 @@
 //! read. Tables: migration `0004_history.sql`.
 
 use std::collections::{HashMap, HashSet};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use ferrocast_hub::{EndReason, Hub, HubEvent, StreamKey};
 use sqlx::Row;
@@ -249,10 +249,6 @@ pub async fn delete_older_than(store: &Store, before: i64) -> Result<(), StoreEr
     Ok(())
 }
 
-fn unix_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
-}
-
 /// The per-stream counters between two ticks of the sampler.
 #[derive(Debug, Default)]
 struct Sampler {
@@ -282,7 +278,7 @@ pub fn spawn_recorder(store: Store, hub: Hub, sample_interval: Duration) -> Join
 }
 
 async fn run(store: Store, hub: Hub, mut events: tokio::sync::broadcast::Receiver<HubEvent>, interval: Duration) {
-    let mut sampler = Sampler { last_at_ms: unix_ms(), ..Sampler::default() };
+    let mut sampler = Sampler { last_at_ms: crate::store::unix_now_ms(), ..Sampler::default() };
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_cleanup: Option<tokio::time::Instant> = None;
@@ -333,7 +329,7 @@ async fn record_event(store: &Store, sampler: &mut Sampler, ev: HubEvent) -> Res
 
 /// One sampler tick: a row per stream that had viewers, joins or bytes out since the last tick.
 async fn sample(store: &Store, hub: &Hub, sampler: &mut Sampler) -> Result<(), StoreError> {
-    let now_ms = unix_ms();
+    let now_ms = crate::store::unix_now_ms();
     let span_ms = (now_ms - sampler.last_at_ms).max(1);
     sampler.last_at_ms = now_ms;
     let streams = hub.streams();

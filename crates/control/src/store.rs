@@ -323,6 +323,11 @@ pub fn unix_now() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
+/// Current UNIX time in milliseconds.
+pub fn unix_now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
 /// A random key of `len` lowercase hex digits.
 pub fn random_hex(len: usize) -> String {
     let mut rng = rand::thread_rng();

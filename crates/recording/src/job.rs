@@ -11,13 +11,14 @@ use ferrocast_control::store_record::RecordTemplate;
 use ferrocast_hub::{Batch, EntryKind, StreamKey, Subscriber, Tracks};
 use ferrocast_media::{Frame, MediaType};
 use ferrocast_recorder::{FileInfo, FileTracks, FormatSpec, HlsRecording, HlsSegment, RecordFormat, Recording};
-use ferrocast_storage::{PathVars, UploadJob, Uploaded, render_path, sanitize_key};
+use ferrocast_storage::{PathVars, UploadJob, Uploaded, content_type_for, render_path, sanitize_key};
 use serde_json::json;
 use tokio::sync::watch;
 
 use crate::events::{FileEvent, RecordStatus, exception};
 use crate::spool::{HlsMeta, META_FILE, SessionMeta, parse_playlist, recover_file};
-use crate::{JobKey, RecordingService, Stop, format_enabled, new_id, now_ms};
+use crate::{JobKey, RecordingService, Stop, new_id};
+use ferrocast_control::store::unix_now_ms;
 
 /// What a job records and why.
 pub(crate) struct Plan {
@@ -116,14 +117,14 @@ fn path_vars(m: &SessionMeta, start_ms: i64, end_ms: i64) -> PathVars {
 /// An HLS recording and where it goes.
 pub(crate) struct HlsRun {
     session: Session,
-    /// Subdirectory of the session.
-    sub: String,
     rec: HlsRecording,
     /// Stream time where its current part (since the last resume) started.
     media_start_ms: i64,
     /// Wall clock of its first frame.
     start_wall_ms: i64,
     folder: String,
+    /// The playlist's file name stem.
+    stem: String,
     /// Unique id for the segment upload counter.
     id: String,
     start_model: i64,
@@ -205,7 +206,7 @@ pub(crate) async fn run(
                 continue;
             }
         }
-        let now = now_ms();
+        let now = unix_now_ms();
         for entry in &batch {
             match &entry.kind {
                 EntryKind::Frame(f) => {
@@ -252,7 +253,7 @@ impl Job {
         let mut enabled = Vec::new();
         let mut failed = Vec::new();
         for (name, param) in [("flv", &t.flv), ("hls", &t.hls), ("mp4", &t.mp4), ("aac", &t.aac)] {
-            if !format_enabled(t, name) {
+            if !param.enable {
                 continue;
             }
             match svc.inner.storage.target_for(&param.bucket) {
@@ -314,7 +315,7 @@ impl Job {
     }
 
     fn wall(&self, stream_ms: i64) -> i64 {
-        stream_ms + self.offset.unwrap_or_else(|| now_ms() - stream_ms)
+        stream_ms + self.offset.unwrap_or_else(|| unix_now_ms() - stream_ms)
     }
 
     async fn on_track(&mut self, t: &Arc<ferrocast_media::TrackInfo>) {
@@ -461,11 +462,11 @@ impl Job {
                 self.hls = Some(HlsRun {
                     session: self.session.clone(),
                     id: format!("{}/{sub}", self.session.id()),
-                    sub,
                     rec,
                     media_start_ms: i64::MIN,
                     start_wall_ms: start_wall,
                     folder,
+                    stem,
                     start_model: self.plan.start_model,
                 });
                 Ok(())
@@ -582,7 +583,7 @@ impl Job {
             let (storage, local, k, t) = (storage.clone(), path.clone(), key.clone(), target.clone());
             let upload =
                 tokio::spawn(
-                    async move { storage.put_growing_file(&t, &local, &k, content_type("flv"), finished).await },
+                    async move { storage.put_growing_file(&t, &local, &k, content_type_for(&k), finished).await },
                 );
             tracing::info!(stream = %self.key, key = %key, "recording: FLV file uploaded while it is recorded");
             self.growing.insert(path, Growing { done, upload, key });
@@ -696,14 +697,7 @@ fn finish_growing(svc: &RecordingService, session: &Session, g: Growing, path: P
         match g.upload.await {
             Ok(Ok(size)) => {
                 let url = svc.inner.storage.url(&target, &g.key);
-                let job = UploadJob {
-                    target,
-                    local_path: path.clone(),
-                    key: g.key,
-                    content_type: content_type("flv").to_string(),
-                    remove_local: true,
-                    meta: json!({ "kind": "file", "event": event }),
-                };
+                let job = upload_job(&session, "flv", path.clone(), g.key, file_meta(&event));
                 // The event first: a crash before the file is removed repeats the upload (and the event) at the next
                 // start rather than losing the event.
                 if let Err(e) = svc.on_uploaded(Uploaded { job, url, size, attempts: 1 }).await {
@@ -725,6 +719,34 @@ fn finish_growing(svc: &RecordingService, session: &Session, g: Growing, path: P
     });
 }
 
+/// The upload of a spool file to `key` on the target of `format`; the spool file goes once it is stored.
+fn upload_job(session: &Session, format: &str, local_path: PathBuf, key: String, meta: serde_json::Value) -> UploadJob {
+    UploadJob {
+        target: session.target(format),
+        local_path,
+        content_type: content_type_for(&key).to_string(),
+        key,
+        remove_local: true,
+        meta,
+    }
+}
+
+/// Upload metadata of a file that raises event 100 once stored.
+fn file_meta(event: &FileEvent) -> serde_json::Value {
+    json!({ "kind": "file", "event": event })
+}
+
+/// The upload of an HLS segment into its recording's `folder`; counted for the recording `id`.
+fn segment_job(session: &Session, folder: &str, id: &str, seg: &HlsSegment) -> UploadJob {
+    let key = format!("{folder}/{}", seg.file_name);
+    upload_job(session, "hls", seg.path.clone(), key, json!({ "kind": "segment", "recording": id }))
+}
+
+/// The upload of an HLS recording's playlist, which raises event 100.
+fn playlist_job(session: &Session, folder: &str, stem: &str, playlist: PathBuf, event: &FileEvent) -> UploadJob {
+    upload_job(session, "hls", playlist, format!("{folder}/{stem}.m3u8"), file_meta(event))
+}
+
 /// Queues a finished file for upload and records that in the session sidecar.
 async fn enqueue_file(svc: &RecordingService, session: &Session, format: &str, path: &Path, event: FileEvent) {
     let ext = path.extension().map(|e| e.to_string_lossy().into_owned()).unwrap_or_default();
@@ -735,15 +757,7 @@ async fn enqueue_file(svc: &RecordingService, session: &Session, format: &str, p
             return;
         }
     };
-    let job = UploadJob {
-        target: session.target(format),
-        local_path: path.to_path_buf(),
-        key,
-        content_type: content_type(&ext).to_string(),
-        remove_local: true,
-        meta: json!({ "kind": "file", "event": event }),
-    };
-    enqueue(svc, session, job).await;
+    enqueue(svc, session, upload_job(session, format, path.to_path_buf(), key, file_meta(&event))).await;
 }
 
 async fn enqueue(svc: &RecordingService, session: &Session, job: UploadJob) {
@@ -762,28 +776,9 @@ async fn enqueue(svc: &RecordingService, session: &Session, job: UploadJob) {
     }
 }
 
-fn content_type(ext: &str) -> &'static str {
-    match ext {
-        "flv" => "video/x-flv",
-        "mp4" => "video/mp4",
-        "aac" => "audio/aac",
-        "ts" => "video/mp2t",
-        "m3u8" => "application/vnd.apple.mpegurl",
-        "jpg" => "image/jpeg",
-        _ => "application/octet-stream",
-    }
-}
-
 async fn hand_over_segment(svc: &RecordingService, hls: &HlsRun, seg: HlsSegment) {
     *svc.inner.hls_uploads.lock().entry(hls.id.clone()).or_insert(0) += 1;
-    let job = UploadJob {
-        target: hls.session.target("hls"),
-        local_path: seg.path.clone(),
-        key: format!("{}/{}", hls.folder, seg.file_name),
-        content_type: content_type("ts").to_string(),
-        remove_local: true,
-        meta: json!({ "kind": "segment", "recording": hls.id }),
-    };
+    let job = segment_job(&hls.session, &hls.folder, &hls.id, &seg);
     enqueue(svc, &hls.session, job).await;
 }
 
@@ -819,18 +814,7 @@ async fn finish_hls(svc: &RecordingService, mut hls: HlsRun) {
     let playlist = hls.rec.playlist_path();
     let size = hls.rec.size() + std::fs::metadata(&playlist).map(|m| m.len()).unwrap_or(0);
     let event = hls.session.file_event("hls", hls.start_wall_ms, hls.start_wall_ms + duration, duration, size);
-    let job = UploadJob {
-        target: hls.session.target("hls"),
-        local_path: playlist,
-        key: format!(
-            "{}/{}.m3u8",
-            hls.folder,
-            hls.session.meta.lock().hls.get(&hls.sub).map(|h| h.stem.clone()).unwrap_or_default()
-        ),
-        content_type: content_type("m3u8").to_string(),
-        remove_local: true,
-        meta: json!({ "kind": "file", "event": event }),
-    };
+    let job = playlist_job(&hls.session, &hls.folder, &hls.stem, playlist, &event);
     // The playlist goes after its segments so that event 100 never names a playlist with missing segments;
     // the wait happens beside the job, which must not block on storage.
     let svc = svc.clone();
@@ -965,15 +949,7 @@ async fn recover_hls(svc: &RecordingService, session: &Session, sub: &str) -> us
         if enqueued.contains(&rel) || !seg.path.exists() || svc.uploader().is_some_and(|u| u.is_queued(&seg.path)) {
             continue;
         }
-        let job = UploadJob {
-            target: session.target("hls"),
-            local_path: seg.path.clone(),
-            key: format!("{}/{}", h.folder, seg.file_name),
-            content_type: content_type("ts").to_string(),
-            remove_local: true,
-            meta: json!({ "kind": "segment", "recording": id }),
-        };
-        enqueue(svc, session, job).await;
+        enqueue(svc, session, segment_job(session, &h.folder, &id, seg)).await;
     }
     let duration: i64 = segments.iter().map(|s| s.duration_ms).sum();
     if segments.is_empty() || duration < svc.inner.config.min_duration_ms {
@@ -989,15 +965,7 @@ async fn recover_hls(svc: &RecordingService, session: &Session, sub: &str) -> us
     let size =
         segments.iter().map(|s| s.size).sum::<u64>() + std::fs::metadata(&playlist_path).map(|m| m.len()).unwrap_or(0);
     let event = session.file_event("hls", h.start_ms, h.start_ms + duration, duration, size);
-    let job = UploadJob {
-        target: session.target("hls"),
-        local_path: playlist_path,
-        key: format!("{}/{}.m3u8", h.folder, h.stem),
-        content_type: content_type("m3u8").to_string(),
-        remove_local: true,
-        meta: json!({ "kind": "file", "event": event }),
-    };
-    enqueue(svc, session, job).await;
+    enqueue(svc, session, playlist_job(session, &h.folder, &h.stem, playlist_path, &event)).await;
     present
 }
 
@@ -1007,5 +975,5 @@ fn file_mtime_ms(path: &Path) -> i64 {
         .ok()
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
         .map(|d| d.as_millis() as i64)
-        .unwrap_or_else(now_ms)
+        .unwrap_or_else(unix_now_ms)
 }

@@ -27,11 +27,10 @@ use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use ferrocast_control::callbacks::Callbacks;
-use ferrocast_control::store::Store;
-use ferrocast_control::store_record::RecordTemplate;
+use ferrocast_control::store::{Store, unix_now_ms};
 use ferrocast_hub::{Hub, HubEvent, StreamKey};
 use ferrocast_storage::{Storage, UploadHandler, UploadJob, Uploaded, Uploader};
 use serde_json::{Map, Value};
@@ -89,14 +88,9 @@ pub enum RecordingError {
     Storage(#[from] ferrocast_storage::StorageError),
 }
 
-/// Now, UNIX ms.
-pub(crate) fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
-}
-
 /// A unique, sortable id: ms since the epoch and 32 random bits, in hex.
 pub(crate) fn new_id() -> String {
-    format!("{:x}{:08x}", now_ms(), rand::random::<u32>())
+    format!("{:x}{:08x}", unix_now_ms(), rand::random::<u32>())
 }
 
 /// What made a job: a rule (by its template) or a task.
@@ -214,7 +208,7 @@ impl RecordingService {
                 hls_uploads: parking_lot::Mutex::new(HashMap::new()),
                 hls_uploaded: Notify::new(),
                 shutting_down: AtomicBool::new(false),
-                status_seq: AtomicU64::new(now_ms() as u64),
+                status_seq: AtomicU64::new(unix_now_ms() as u64),
             }),
         };
         let uploader = Uploader::start(storage, Arc::new(Handler(svc.clone()))).await?;
@@ -273,7 +267,7 @@ impl RecordingService {
         if self.inner.shutting_down.load(Ordering::Relaxed) {
             return;
         }
-        let stream_param = query_string(params);
+        let stream_param = ferrocast_control::callbacks::stream_param(params);
         match self.inner.store.record_rule_for(&key.domain, &key.app, &key.stream).await {
             Ok(Some((_, template))) if !template.records_nothing() => {
                 let plan = job::Plan {
@@ -300,7 +294,7 @@ impl RecordingService {
 
     /// Starts due tasks whose stream is live (only `only`'s, when given) and stops jobs of tasks that are over.
     async fn check_tasks(&self, only: Option<&StreamKey>) {
-        let now_s = now_ms() / 1000;
+        let now_s = unix_now_ms() / 1000;
         let mut active: HashSet<(bool, String)> = HashSet::new();
         match self.inner.store.active_record_tasks(now_s).await {
             Ok(tasks) => {
@@ -342,7 +336,12 @@ impl RecordingService {
                     if self.has_job(&key, &source, true) {
                         continue;
                     }
-                    let param = self.inner.hub.stream(&key).map(|s| query_string(&s.params.params)).unwrap_or_default();
+                    let param = self
+                        .inner
+                        .hub
+                        .stream(&key)
+                        .map(|s| ferrocast_control::callbacks::stream_param(&s.params.params))
+                        .unwrap_or_default();
                     self.start_snapshot_job(&key, source, template, task.id, param);
                 }
             }
@@ -506,7 +505,7 @@ impl RecordingService {
             start_model,
             status,
             seq,
-            now_ms() / 1000,
+            unix_now_ms() / 1000,
             message,
         );
         self.callback(332, &key.domain, &key.app, &key.stream, body).await;
@@ -535,7 +534,7 @@ impl RecordingService {
             kind,
             occurs,
             desc,
-            now_ms() / 1000,
+            unix_now_ms() / 1000,
         );
         self.callback(341, &key.domain, &key.app, &key.stream, body).await;
     }
@@ -630,27 +629,5 @@ impl RecordingService {
                 job::recover_session(self, &path).await;
             }
         }
-    }
-}
-
-/// The push URL's query string from its parameters.
-pub(crate) fn query_string(params: &[(String, String)]) -> String {
-    params
-        .iter()
-        .map(|(k, v)| {
-            format!("{}={}", ferrocast_formats::hls::uri_component(k), ferrocast_formats::hls::uri_component(v))
-        })
-        .collect::<Vec<_>>()
-        .join("&")
-}
-
-/// Whether a template records `format` (`flv`, `hls`, `mp4`, `aac`).
-pub(crate) fn format_enabled(t: &RecordTemplate, format: &str) -> bool {
-    match format {
-        "flv" => t.flv.enable,
-        "hls" => t.hls.enable,
-        "mp4" => t.mp4.enable,
-        "aac" => t.aac.enable,
-        _ => false,
     }
 }

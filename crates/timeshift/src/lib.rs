@@ -20,10 +20,10 @@ pub mod query;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use ferrocast_control::store::{Store, StoreError};
+use ferrocast_control::store::{Store, StoreError, unix_now_ms};
 use ferrocast_control::store_timeshift::{TimeShiftSegment, TimeShiftSession, TimeShiftTemplate};
 use ferrocast_formats::ts::TsMuxer;
 use ferrocast_hub::{Batch, EntryKind, Hub, HubEvent, StreamKey};
@@ -91,11 +91,6 @@ impl std::fmt::Debug for TimeShift {
             .field("recording", &self.inner.recording.lock().len())
             .finish()
     }
-}
-
-/// Now, UNIX ms.
-pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 fn object_path(key: &StreamKey, sid: &str, seq: i64) -> ObjectPath {
@@ -234,7 +229,7 @@ impl TimeShift {
     ) -> Result<(TimeShiftSession, i64), TimeShiftError> {
         let store = &self.inner.store;
         let first_seq = store.timeshift_next_seq(&key.domain, &key.app, &key.stream).await?;
-        let start_ms = now_ms();
+        let start_ms = unix_now_ms();
         let session = TimeShiftSession {
             sid: format!("{start_ms:x}{:08x}", rand::random::<u32>()),
             domain: key.domain.clone(),
@@ -264,7 +259,7 @@ impl TimeShift {
                 Batch::Ended => break,
                 Batch::Entries { .. } => {}
             }
-            let now = now_ms();
+            let now = unix_now_ms();
             for entry in &batch {
                 let cuts = seg.push_entry(&entry.kind, now);
                 self.store_cuts(&mut rec, cuts).await;
@@ -287,7 +282,7 @@ impl TimeShift {
     async fn store_cuts(&self, rec: &mut Recording, cuts: Vec<Cut>) {
         for cut in cuts {
             let Cut::Segment(data) = cut else { continue };
-            let offset = rec.open_offset.take().unwrap_or_else(|| now_ms() - data.start_ms);
+            let offset = rec.open_offset.take().unwrap_or_else(|| unix_now_ms() - data.start_ms);
             let estimate = data.start_ms + offset;
             let wall_ms = match rec.last_end {
                 Some(end) if (estimate - end).abs() <= REANCHOR_MS => end,
@@ -329,7 +324,7 @@ impl TimeShift {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            match self.cleanup(now_ms()).await {
+            match self.cleanup(unix_now_ms()).await {
                 Ok((0, 0)) => {}
                 Ok((segments, sessions)) => tracing::info!(segments, sessions, "time shift: expired data deleted"),
                 Err(e) => tracing::warn!(error = %e, "time shift: retention failed"),
@@ -449,7 +444,7 @@ mod tests {
         .expect("start");
         let key = StreamKey::new("d.com", "live", "s");
         // Recent enough that the retention task's first (immediate) run finds nothing expired.
-        let t0 = now_ms() - 1000;
+        let t0 = unix_now_ms() - 1000;
         let session = TimeShiftSession {
             sid: "a1".into(),
             domain: key.domain.clone(),
