@@ -168,13 +168,14 @@ def test_rule_records_every_format_with_callbacks(server_factory, receiver):
 
 def test_interval_splitting_and_short_pushes(server_factory, receiver):
     server = server_factory({**ENV, "FERROCAST_RECORD_MIN_DURATION_MS": "3000"})
-    setup(server, receiver, {"FlvParam": record_param(60), "Mp4Param": record_param(60)}, stream="split")
-    # 130 s of media: 60 + 60 + 10 s files of each format.
+    setup(server, receiver, {"FlvParam": record_param(60), "Mp4Param": record_param(60),
+                             "HlsParam": record_param(60)}, stream="split")
+    # 130 s of media: 60 + 60 + 10 s files of each format (HLS: three playlists).
     pub = fast_push(server.rtmp("split"), 130)
     assert pub.wait(100) == 0, pub.tail()
-    files = wait_events(receiver, "/record", 100, 6, 30, "three files of each format")
-    for fmt in ("flv", "mp4"):
-        mine = sorted((e for e in files if e["file_format"] == fmt), key=lambda e: e["start_time_usec"] + 0)
+    files = wait_events(receiver, "/record", 100, 9, 30, "three files of each format")
+    for fmt in ("flv", "mp4", "hls"):
+        mine = [e for e in files if e["file_format"] == fmt]
         assert len(mine) == 3, [(e["file_format"], e["duration"]) for e in files]
         durations = sorted(duration(local_path(e["video_url"])) for e in mine)
         for got, want in zip(durations, [10, 60, 60]):

@@ -155,7 +155,9 @@ struct Job {
     /// Least (arrival wall clock − DTS) seen: maps stream time to wall clock.
     offset: Option<i64>,
     reported: HashSet<String>,
-    /// FLV files being uploaded while they grow (`FlvSpecialParam.UploadInRecording` and a remote target).
+    /// FLV files are uploaded while they grow: `FlvSpecialParam.UploadInRecording`, FLV recorded, remote target.
+    stream_flv: bool,
+    /// FLV files being uploaded while they grow.
     growing: HashMap<PathBuf, Growing>,
 }
 
@@ -282,6 +284,8 @@ impl Job {
             }
             return None;
         }
+        let stream_flv = t.flv_upload_in_recording
+            && meta.targets.get("flv").is_some_and(|target| svc.inner.storage.is_remote(target));
         let session = Session { dir, meta: Arc::new(parking_lot::Mutex::new(meta)) };
         session.save();
         let formats = [(RecordFormat::Flv, &t.flv), (RecordFormat::Mp4, &t.mp4), (RecordFormat::Aac, &t.aac)]
@@ -310,6 +314,7 @@ impl Job {
             pending: Vec::new(),
             offset: None,
             reported: HashSet::new(),
+            stream_flv,
             growing: HashMap::new(),
         })
     }
@@ -372,6 +377,7 @@ impl Job {
             return false;
         }
         let ft = to_file_tracks(&self.tracks);
+        let first = self.pending.first().map(|f| f.dts_ms()).unwrap_or(0);
         {
             let mut m = self.session.meta.lock();
             if let Some(v) = &ft.video {
@@ -380,7 +386,7 @@ impl Job {
                     m.resolution = format!("{}x{}", p.width, p.height);
                 }
             }
-            m.media_start_ms = self.pending.first().map(|f| f.dts_ms()).unwrap_or(0);
+            m.media_start_ms = first;
         }
         self.session.save();
         self.file_tracks = Some(ft);
@@ -394,7 +400,7 @@ impl Job {
                         self.svc
                             .status(&self.key, &p.hls.session.id(), "hls", p.hls.start_model, RecordStatus::Resumed, "")
                             .await;
-                        p.hls.media_start_ms = i64::MIN;
+                        p.hls.media_start_ms = first;
                         self.hls = Some(p.hls);
                     }
                     Err(e) => {
@@ -402,10 +408,7 @@ impl Job {
                         finish_hls(&self.svc, p.hls).await;
                     }
                 },
-                None => {
-                    let first = self.pending.first().map(|f| f.dts_ms()).unwrap_or(0);
-                    self.start_hls(first).await;
-                }
+                None => self.start_hls(first).await,
             }
         } else if let Some(p) = parked {
             finish_hls(&self.svc, p.hls).await;
@@ -463,7 +466,7 @@ impl Job {
                     session: self.session.clone(),
                     id: format!("{}/{sub}", self.session.id()),
                     rec,
-                    media_start_ms: i64::MIN,
+                    media_start_ms: first_ms,
                     start_wall_ms: start_wall,
                     folder,
                     stem,
@@ -486,6 +489,8 @@ impl Job {
     }
 
     async fn write(&mut self, f: &Frame) {
+        // Files start only here: a keyframe, or any audio frame of an audio-only stream.
+        let start_point = f.keyframe || (self.tracks.video.is_none() && f.media == MediaType::Audio);
         if let Some(rec) = self.rec.as_mut() {
             let errors = rec.write(f);
             let finished = rec.take_finished();
@@ -495,14 +500,12 @@ impl Job {
             for info in finished {
                 self.hand_over_file(info).await;
             }
-            self.start_growing_uploads();
+            if start_point && self.stream_flv {
+                self.start_growing_uploads();
+            }
         }
         let interval = self.plan.template.hls.interval_s * 1000;
-        let start_point = f.keyframe || (self.tracks.video.is_none() && f.media == MediaType::Audio);
         if let Some(hls) = self.hls.as_mut() {
-            if hls.media_start_ms == i64::MIN {
-                hls.media_start_ms = f.dts_ms();
-            }
             // HLS files are split only when the template asks for it (RecordInterval of HlsParam > 0).
             if interval > 0 && start_point && f.dts_ms() - hls.media_start_ms >= interval {
                 if let Some(done) = self.hls.take() {
@@ -514,9 +517,6 @@ impl Job {
         let mut closed = None;
         let mut error = None;
         if let Some(hls) = self.hls.as_mut() {
-            if hls.media_start_ms == i64::MIN {
-                hls.media_start_ms = f.dts_ms();
-            }
             match hls.rec.write(f) {
                 Ok(seg) => closed = seg,
                 Err(e) => error = Some(e.to_string()),
@@ -553,16 +553,10 @@ impl Job {
         self.svc.status(&self.key, &session_id, format, self.plan.start_model, RecordStatus::Error, error).await;
     }
 
-    /// Starts uploading new FLV files while they grow, when the template asks for it and the target is remote.
+    /// Starts uploading the FLV files that have just started while they grow (see [`Job::stream_flv`]).
     fn start_growing_uploads(&mut self) {
-        if !self.plan.template.flv_upload_in_recording || !self.enabled.contains(&"flv") {
-            return;
-        }
         let target = self.session.target("flv");
         let storage = &self.svc.inner.storage;
-        if !storage.is_remote(&target) {
-            return;
-        }
         let Some(rec) = self.rec.as_ref() else { return };
         let new: Vec<(PathBuf, i64)> = rec
             .open_files()
