@@ -306,15 +306,7 @@ impl Storage {
             loop {
                 // Read the flag first: when it is set, everything the writer wrote is in the file.
                 let done = *finished.borrow_and_update();
-                loop {
-                    let n = file.read(&mut buf).await.map_err(|e| StorageError::io("read", local, e))?;
-                    if n == 0 {
-                        break;
-                    }
-                    writer.wait_for_capacity(PARTS_IN_FLIGHT).await.map_err(|e| t.remote_error(&e))?;
-                    writer.write(&buf[..n]);
-                    total += n as u64;
-                }
+                total += copy_to_end(&mut file, &mut buf, &mut writer, local, t).await?;
                 if done {
                     return Ok(total);
                 }
@@ -394,13 +386,24 @@ async fn complete_or_abort(
     }
 }
 
-/// Reads `local` in chunks into `writer`, waiting for part uploads so that memory stays bounded.
+/// Reads the whole file at `local` into `writer`.
 async fn stream_file(writer: &mut WriteMultipart, local: &Path, t: &Target) -> Result<u64, StorageError> {
     let mut file = tokio::fs::File::open(local).await.map_err(|e| StorageError::io("open", local, e))?;
-    let mut buf = vec![0u8; READ_CHUNK];
+    copy_to_end(&mut file, &mut vec![0u8; READ_CHUNK], writer, local, t).await
+}
+
+/// Reads `file` (the file at `local`) from where it is to its current end into `writer` in chunks of `buf`,
+/// waiting for part uploads so that memory stays bounded; returns the bytes read.
+async fn copy_to_end(
+    file: &mut tokio::fs::File,
+    buf: &mut [u8],
+    writer: &mut WriteMultipart,
+    local: &Path,
+    t: &Target,
+) -> Result<u64, StorageError> {
     let mut total = 0u64;
     loop {
-        let n = file.read(&mut buf).await.map_err(|e| StorageError::io("read", local, e))?;
+        let n = file.read(buf).await.map_err(|e| StorageError::io("read", local, e))?;
         if n == 0 {
             return Ok(total);
         }
