@@ -4,6 +4,14 @@
 
 use serde_json::{Map, Value, json};
 
+/// The fields of a JSON object built with `json!({..})`.
+fn into_map(body: Value) -> Map<String, Value> {
+    match body {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}
+
 /// `file_format` of event 332 (an integer there, a string in event 100).
 pub fn status_format_code(format: &str) -> i64 {
     match format {
@@ -78,10 +86,7 @@ pub fn file_payload(appid: i64, f: &FileEvent, url: &str, file_id: &str) -> Map<
         "record_bps": 0,
         "callback_ext": ext.to_string(),
     });
-    match body {
-        Value::Object(m) => m,
-        _ => Map::new(),
-    }
+    into_map(body)
 }
 
 /// A recording status change (event 332).
@@ -156,10 +161,7 @@ pub fn status_payload(
     {
         m.insert("message".into(), Value::from(message));
     }
-    match body {
-        Value::Object(m) => m,
-        _ => Map::new(),
-    }
+    into_map(body)
 }
 
 /// Exception types of event 341 that ferrocast raises.
@@ -203,10 +205,7 @@ pub fn exception_payload(
         "exception_level": level,
         "exception": { "type": kind, "desc": desc, "occurs": occurs },
     });
-    match body {
-        Value::Object(m) => m,
-        _ => Map::new(),
-    }
+    into_map(body)
 }
 
 /// What event 200 says about an uploaded screenshot.
@@ -251,10 +250,7 @@ pub fn picture_payload(p: &PictureEvent, full_url: &str) -> Map<String, Value> {
         "pic_full_url": full_url,
         "task_id": p.task_id,
     });
-    match body {
-        Value::Object(m) => m,
-        _ => Map::new(),
-    }
+    into_map(body)
 }
 
 #[cfg(test)]
